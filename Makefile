@@ -1,0 +1,44 @@
+# Interlock: `make test` installs what the tests need (when missing and
+# running as root) and runs every test, integration tests included.
+
+GO       ?= go
+PKGS     ?= ./...
+# Debian packages the test suite and benchmarks use: command:package.
+TEST_DEPS  :=
+BENCH_DEPS := wrk:wrk
+
+.PHONY: all build test deps lint bench bench-go bench-convergence fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/interlock ./cmd/interlock
+
+deps:
+	./scripts/deps.sh $(TEST_DEPS)
+	./scripts/check-docker.sh
+	$(GO) mod download
+
+lint:
+	@out=$$(gofmt -l . | grep -v '^testdata/' || true); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+bench: deps
+	./scripts/deps.sh $(BENCH_DEPS)
+	$(MAKE) bench-go bench-convergence
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+bench-convergence:
+	RUN_BENCH=1 $(GO) test -count=1 -run 'TestConvergenceBenchmark|TestIdleBenchmark' -v -timeout 20m ./cmd/interlock/
+
+fuzz:
+	./scripts/fuzz.sh 20s
+
+clean:
+	rm -rf bin

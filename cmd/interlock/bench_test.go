@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/testenv"
+)
+
+// The scripted benchmarks run the real binary as its own process and are
+// skipped unless RUN_BENCH=1 (make bench). They print figures for
+// BENCHMARKS.md; they assert no timings, since this machine is shared.
+
+func needBench(t *testing.T) *testenv.Env {
+	t.Helper()
+	if os.Getenv("RUN_BENCH") != "1" {
+		t.Skip("set RUN_BENCH=1 (make bench) to run the scripted benchmarks")
+	}
+	return needDocker(t)
+}
+
+// process is `interlock run` as a child process.
+type process struct {
+	cmd        *exec.Cmd
+	proxy, api string
+}
+
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "interlock")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := &process{proxy: "http://" + httpAddr, api: "http://" + apiAddr}
+	p.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--api-addr", apiAddr, "--log-level", "warn"}, args...)...)
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		_ = p.cmd.Wait()
+	})
+	testenv.WaitFor(t, 20*time.Second, "interlock ready", func() error {
+		code, body, err := httpGet(p.api+"/readyz", "")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%d %s", code, body)
+		}
+		return err
+	})
+	return p
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+// TestConvergenceBenchmark measures the time from `docker start` returning
+// to the first 200 through the built-in proxy.
+func TestConvergenceBenchmark(t *testing.T) {
+	e := needBench(t)
+	p := startProcess(t)
+	const n = 60
+	type item struct {
+		host string
+		id   string
+	}
+	items := make([]item, n)
+	for i := range items {
+		host := hostFor(t, fmt.Sprintf("c%d", i))
+		c := e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("conv%d", i), Labels: labelsFor(host), PublishPort: 8000, NoStart: true})
+		items[i] = item{host: host, id: c.ID}
+	}
+	fast := &http.Client{Timeout: time.Second}
+	var took []time.Duration
+	for _, it := range items {
+		if err := e.Start(context.Background(), it.id); err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		for {
+			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
+			req.Host = it.host
+			resp, err := fast.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Since(started) > 10*time.Second {
+				t.Fatalf("%s not routed within 10s", it.host)
+			}
+			time.Sleep(500 * time.Microsecond)
+		}
+		took = append(took, time.Since(started))
+	}
+	slices.Sort(took)
+	t.Logf("convergence over %d containers (docker start returned -> first 200 via builtin): p50 %v  p90 %v  p99 %v  max %v",
+		len(took), percentile(took, .5), percentile(took, .9), percentile(took, .99), took[len(took)-1])
+}
+
+// TestIdleBenchmark routes 200 containers and reads the process's CPU time
+// and resident memory while nothing changes.
+func TestIdleBenchmark(t *testing.T) {
+	e := needBench(t)
+	p := startProcess(t)
+	const n = 200
+	for i := range n {
+		e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("idle%d", i), Labels: labelsFor(hostFor(t, fmt.Sprintf("i%d", i))), PublishPort: 8000})
+	}
+	testenv.WaitFor(t, 60*time.Second, "200 routes", func() error {
+		_, body, err := httpGet(p.api+"/api/status", "")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, `"backends": `) {
+			return fmt.Errorf("no status")
+		}
+		i := strings.Index(body, `"backends": `) + len(`"backends": `)
+		j := strings.IndexAny(body[i:], ",\n")
+		got, _ := strconv.Atoi(body[i : i+j])
+		if got < n {
+			return fmt.Errorf("%d backends", got)
+		}
+		return nil
+	})
+	pid := p.cmd.Process.Pid
+	cpu0 := cpuTime(t, pid)
+	const window = 35 * time.Second // covers one periodic resync (30s)
+	time.Sleep(window)
+	used := cpuTime(t, pid) - cpu0
+	t.Logf("idle with %d routed containers over %v: CPU %.2f%% of one core, RSS %s",
+		n, window, 100*used.Seconds()/window.Seconds(), rss(t, pid))
+}
+
+// cpuTime reads utime+stime of pid from /proc (clock ticks of 10ms).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func rss(t *testing.T, pid int) string {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}

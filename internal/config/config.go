@@ -1,0 +1,138 @@
+// Package config builds the configuration of `interlock run` from defaults, a
+// TOML file, the environment and command-line flags, and validates it with
+// errors that name each setting the way the user wrote it.
+//
+// Every setting has three spellings, derived from one table (settings.go):
+// the flag (--docker-host), the TOML key (docker_host) and the environment
+// variable (INTERLOCK_DOCKER_HOST). From lowest to highest precedence the
+// sources are:
+//
+//  1. defaults (Default);
+//  2. the TOML file named by --config or INTERLOCK_CONFIG;
+//  3. the standard Docker environment: DOCKER_HOST, DOCKER_TLS_VERIFY and
+//     DOCKER_CERT_PATH;
+//  4. INTERLOCK_* environment variables;
+//  5. flags, but only those actually given on the command line.
+//
+// Everything is strict: unknown TOML keys, unknown INTERLOCK_* variables and
+// unknown flags are errors, and TOML keys are case-sensitive.
+package config
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the complete configuration of `interlock run`. The zero value is
+// not valid; start from Default.
+type Config struct {
+	// File is the TOML file the configuration was read from (--config or
+	// INTERLOCK_CONFIG), "" when none was. It is informational: Validate
+	// ignores it, and it is not a TOML key.
+	File string
+
+	// DockerHost is the Docker Engine API endpoint: unix://PATH,
+	// tcp://HOST:PORT or npipe://PATH. Default "unix:///var/run/docker.sock";
+	// DOCKER_HOST overrides the file.
+	DockerHost string
+	// TLSCA, TLSCert and TLSKey are paths to PEM files: the CA certificates
+	// that verify the engine, and the client certificate and its key
+	// (both or neither). Default "" (none). A relative path in the TOML file
+	// is relative to the file's directory; from a flag or the environment it
+	// is relative to the working directory. DOCKER_CERT_PATH=DIR sets them
+	// to DIR/ca.pem, DIR/cert.pem and DIR/key.pem.
+	TLSCA, TLSCert, TLSKey string
+	// TLSVerify makes the client verify the engine's certificate (against
+	// TLSCA, else the system roots). It needs a tcp:// DockerHost.
+	// Default false.
+	TLSVerify bool
+	// Proxy is the driver: "builtin" (default), "nginx" or "haproxy".
+	Proxy string
+	// HTTPAddr is the host:port the proxy serves HTTP on. Default ":8080".
+	HTTPAddr string
+	// APIAddr is the host:port of the HTTP API, dashboard and /metrics.
+	// Default "127.0.0.1:8081".
+	APIAddr string
+	// BackendAddress is the IP address or host name that reaches ports the
+	// engine published on 0.0.0.0 (or ::). Default "127.0.0.1".
+	BackendAddress string
+	// Network is a Docker network name: when set, containers are reached by
+	// their IP on it instead of by published port. Default "" (published
+	// ports).
+	Network string
+	// ResyncInterval is how often everything is listed and rebuilt even
+	// without events. Default 30s, minimum 1s.
+	ResyncInterval time.Duration
+	// LogLevel is "debug", "info" (default), "warn" or "error".
+	LogLevel string
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+}
+
+// Default values, returned by Default, shown by FlagSet and listed in the
+// README (whose test keeps it in step).
+const (
+	defaultDockerHost     = "unix:///var/run/docker.sock"
+	defaultProxy          = ProxyBuiltin
+	defaultHTTPAddr       = ":8080"
+	defaultAPIAddr        = "127.0.0.1:8081"
+	defaultBackendAddress = "127.0.0.1"
+	defaultResyncInterval = 30 * time.Second
+	defaultLogLevel       = "info"
+	defaultLogFormat      = "text"
+)
+
+// MinResyncInterval is the smallest ResyncInterval Validate accepts.
+const MinResyncInterval = time.Second
+
+// The values of Config.Proxy.
+const (
+	ProxyBuiltin = "builtin"
+	ProxyNginx   = "nginx"
+	ProxyHAProxy = "haproxy"
+)
+
+// Default returns the configuration used when nothing else is said. It is
+// valid, and it is what Load returns for no flags and an empty environment.
+func Default() Config {
+	return Config{
+		DockerHost:     defaultDockerHost,
+		Proxy:          defaultProxy,
+		HTTPAddr:       defaultHTTPAddr,
+		APIAddr:        defaultAPIAddr,
+		BackendAddress: defaultBackendAddress,
+		ResyncInterval: defaultResyncInterval,
+		LogLevel:       defaultLogLevel,
+		LogFormat:      defaultLogFormat,
+	}
+}
+
+// String is a one-line summary for the start-up log, every setting as
+// key=value with TOML key names, in a fixed order. Nothing in Config is
+// secret today (TLS paths are shown, never file contents); a secret added
+// later must be redacted here and in LogValue.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("config=")
+	b.WriteString(strconv.Quote(c.File))
+	for _, s := range settings {
+		b.WriteByte(' ')
+		b.WriteString(s.key())
+		b.WriteByte('=')
+		b.WriteString(s.format(&c))
+	}
+	return b.String()
+}
+
+// LogValue makes a Config log as a group of its settings under their TOML
+// key names (slog.LogValuer), with the same redaction rules as String.
+func (c Config) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, len(settings)+1)
+	attrs = append(attrs, slog.String("config", c.File))
+	for _, s := range settings {
+		attrs = append(attrs, s.attr(&c))
+	}
+	return slog.GroupValue(attrs...)
+}

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// kind is the type of a setting's value.
+type kind int
+
+const (
+	kindString kind = iota
+	kindBool
+	kindDuration
+)
+
+// setting is one row of the single table every source reads: the flag name
+// is the root, the TOML key and the environment variable derive from it.
+type setting struct {
+	flag  string
+	kind  kind
+	usage string // flag usage; a `quoted` word is the value placeholder
+	// field returns the address of the setting in c: *string, *bool or
+	// *time.Duration according to kind.
+	field func(c *Config) any
+}
+
+// settings lists every setting in Config order; it is read-only. Adding a setting here adds
+// its flag, TOML key, environment variable, String and LogValue entry; the
+// README test then insists on its row.
+var settings = []setting{
+	{flag: "docker-host", kind: kindString, field: func(c *Config) any { return &c.DockerHost },
+		usage: "Docker Engine API `URL`: unix://PATH, tcp://HOST:PORT or npipe://PATH"},
+	{flag: "tls-ca", kind: kindString, field: func(c *Config) any { return &c.TLSCA },
+		usage: "PEM `FILE` of CA certificates that verify the engine"},
+	{flag: "tls-cert", kind: kindString, field: func(c *Config) any { return &c.TLSCert },
+		usage: "PEM `FILE` with the client certificate (needs -tls-key)"},
+	{flag: "tls-key", kind: kindString, field: func(c *Config) any { return &c.TLSKey },
+		usage: "PEM `FILE` with the client private key (needs -tls-cert)"},
+	{flag: "tls-verify", kind: kindBool, field: func(c *Config) any { return &c.TLSVerify },
+		usage: "verify the engine's certificate (tcp:// docker hosts only)"},
+	{flag: "proxy", kind: kindString, field: func(c *Config) any { return &c.Proxy },
+		usage: "proxy `DRIVER` to run: builtin, nginx or haproxy"},
+	{flag: "http-addr", kind: kindString, field: func(c *Config) any { return &c.HTTPAddr },
+		usage: "`HOST:PORT` the proxy serves HTTP on"},
+	{flag: "api-addr", kind: kindString, field: func(c *Config) any { return &c.APIAddr },
+		usage: "`HOST:PORT` of the HTTP API, dashboard and /metrics"},
+	{flag: "backend-address", kind: kindString, field: func(c *Config) any { return &c.BackendAddress },
+		usage: "IP `ADDRESS` or host name that reaches ports published on 0.0.0.0"},
+	{flag: "network", kind: kindString, field: func(c *Config) any { return &c.Network },
+		usage: "Docker `NETWORK` to reach containers on by IP; empty means published ports"},
+	{flag: "resync-interval", kind: kindDuration, field: func(c *Config) any { return &c.ResyncInterval },
+		usage: "`DURATION` between full resyncs, even without events (min 1s)"},
+	{flag: "log-level", kind: kindString, field: func(c *Config) any { return &c.LogLevel },
+		usage: "log `LEVEL`: debug, info, warn or error"},
+	{flag: "log-format", kind: kindString, field: func(c *Config) any { return &c.LogFormat },
+		usage: "log `FORMAT`: text or json"},
+}
+
+// Names of the settings that are neither a TOML key nor a Config field of
+// their own kind.
+const (
+	flagConfig = "config"
+	envConfig  = envPrefix + "CONFIG"
+	envPrefix  = "INTERLOCK_"
+)
+
+// key is the TOML key: the flag name with '-' -> '_'.
+func (s setting) key() string { return strings.ReplaceAll(s.flag, "-", "_") }
+
+// env is the environment variable: INTERLOCK_ + the upper-case TOML key.
+func (s setting) env() string { return envPrefix + strings.ToUpper(s.key()) }
+
+// settingByKey returns the setting with TOML key k.
+func settingByKey(k string) (setting, bool) {
+	for _, s := range settings {
+		if s.key() == k {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// copyField copies this setting's value from src to dst.
+func (s setting) copyField(dst, src *Config) {
+	switch p := s.field(dst).(type) {
+	case *string:
+		*p = *s.field(src).(*string)
+	case *bool:
+		*p = *s.field(src).(*bool)
+	case *time.Duration:
+		*p = *s.field(src).(*time.Duration)
+	}
+}
+
+// format renders the value for String: strings quoted, the rest as Go
+// prints them (durations like "30s").
+func (s setting) format(c *Config) string {
+	switch p := s.field(c).(type) {
+	case *string:
+		return strconv.Quote(*p)
+	case *bool:
+		return strconv.FormatBool(*p)
+	case *time.Duration:
+		return p.String()
+	}
+	return ""
+}
+
+// attr renders the value for LogValue.
+func (s setting) attr(c *Config) slog.Attr {
+	switch p := s.field(c).(type) {
+	case *string:
+		return slog.String(s.key(), *p)
+	case *bool:
+		return slog.Bool(s.key(), *p)
+	case *time.Duration:
+		return slog.Duration(s.key(), *p)
+	}
+	return slog.Attr{}
+}
+
+// FlagSet returns the flag set of `interlock run`, named "run", with every
+// setting bound to its field in c and --config bound to c.File; the current
+// values of c are the defaults it shows. It uses flag.ContinueOnError and
+// writes to os.Stderr unless told otherwise (SetOutput). Load parses with
+// it too, so its help output is always the truth.
+func (c *Config) FlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&c.File, flagConfig, c.File,
+		"TOML `FILE` to read settings from (env "+envConfig+")")
+	for _, s := range settings {
+		switch p := s.field(c).(type) {
+		case *string:
+			fs.StringVar(p, s.flag, *p, s.usage)
+		case *bool:
+			fs.BoolVar(p, s.flag, *p, s.usage)
+		case *time.Duration:
+			fs.Var((*durationValue)(p), s.flag, s.usage)
+		}
+	}
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprint(w, "Usage: interlock run [flags]\n\n"+
+			"Every flag is also a TOML key (docker-host: docker_host) and an environment\n"+
+			"variable (INTERLOCK_DOCKER_HOST). Precedence, highest first: flags,\n"+
+			"INTERLOCK_* variables, DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH,\n"+
+			"the file, defaults.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// durationValue is a flag.Value for a time.Duration whose parse error says
+// what is wanted (the flag package's own says only "parse error").
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return (*time.Duration)(d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// parseDuration is time.ParseDuration with an error that says what is wanted.
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration; want a Go duration such as \"30s\" or \"1m30s\"", s)
+	}
+	return v, nil
+}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBadConfigs loads each file under testdata/bad and checks its error.
+// Every file there must have a row, and every row a file.
+func TestBadConfigs(t *testing.T) {
+	bad := func(name string) string { return filepath.Join("testdata", "bad", name) }
+	certs := filepath.Join("testdata", "certs")
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{file: "syntax.toml", want: []string{bad("syntax.toml") + ":1:15: invalid TOML", "newlines"}},
+		{file: "duplicate_key.toml", want: []string{bad("duplicate_key.toml") + ":2:", "invalid TOML", "'proxy' has already been defined"}},
+		{file: "unknown_key.toml", want: []string{`unknown key "dokcer_host"`, `did you mean "docker_host"?`}},
+		{file: "unknown_far.toml", want: []string{`unknown key "colour"`, "interlock run -h"}},
+		{file: "unknown_case.toml", want: []string{`unknown key "PROXY"`, `did you mean "proxy"?`}},
+		{file: "unknown_dash.toml", want: []string{`unknown key "http-addr"`, `did you mean "http_addr"?`}},
+		{file: "unknown_table.toml", want: []string{`unknown table "docker"`, "the file is flat"}},
+		{file: "config_key.toml", want: []string{`unknown key "config"`, "use --config or INTERLOCK_CONFIG"}},
+		{file: "proxy.toml", want: []string{"proxy in " + bad("proxy.toml") + ": ", `unknown value "squid"`, "want builtin, nginx or haproxy"}},
+		{file: "proxy_type.toml", want: []string{"proxy in ", "want a string, got integer 1"}},
+		{file: "proxy_case.toml", want: []string{"proxy in ", `unknown value "NGINX"`}},
+		{file: "http_addr_noport.toml", want: []string{"http_addr in ", `"8080" is not host:port`, `":8080", "127.0.0.1:8081" or "[::1]:8081"`}},
+		{file: "http_addr_port.toml", want: []string{"http_addr in ", `port "99999" is not a number from 0 to 65535`}},
+		{file: "api_addr_host.toml", want: []string{"api_addr in ", `"not a host" is neither an IP address nor a host name`}},
+		{file: "api_addr_ipv6.toml", want: []string{"api_addr in ", `"::1:8081" is not host:port`, `"[::1]:8081"`}},
+		{file: "same_addr.toml", want: []string{"http_addr and api_addr in " + bad("same_addr.toml"), `both "127.0.0.1:9000"`}},
+		{file: "docker_host_noscheme.toml", want: []string{"docker_host in ", "has no scheme", "unix://PATH, tcp://HOST:PORT or npipe://PATH"}},
+		{file: "docker_host_scheme.toml", want: []string{"docker_host in ", "use tcp://HOST:PORT instead of http://"}},
+		{file: "docker_host_ssh.toml", want: []string{"docker_host in ", "ssh:// is not supported", "unix:///tmp/docker.sock"}},
+		{file: "docker_host_tcp_noport.toml", want: []string{"docker_host in ", "is not tcp://HOST:PORT"}},
+		{file: "docker_host_tcp_port.toml", want: []string{"docker_host in ", `port "0" is not a number from 1 to 65535`}},
+		{file: "docker_host_unix_empty.toml", want: []string{"docker_host in ", "has no socket path"}},
+		{file: "tls_cert_without_key.toml", want: []string{"tls_cert in " + bad("tls_cert_without_key.toml") + " is set but tls_key is not", "set both or neither"}},
+		{file: "tls_key_without_cert.toml", want: []string{"tls_key in " + bad("tls_key_without_cert.toml") + " is set but tls_cert is not"}},
+		{file: "tls_ca_missing.toml", want: []string{"tls_ca in ", bad("missing-ca.pem"), "no such file or directory"}},
+		{file: "tls_ca_dir.toml", want: []string{"tls_ca in ", certs + " is not a regular file"}},
+		{file: "tls_ca_not_pem.toml", want: []string{"tls_ca in ", bad("tls_ca_not_pem.toml") + " holds no PEM certificate"}},
+		{file: "tls_pair_mismatch.toml", want: []string{"tls_cert and tls_key in ", filepath.Join(certs, "other-key.pem"), "private key does not match public key"}},
+		{file: "tls_verify_unix.toml", want: []string{"tls_verify in ", `is on but docker_host is "unix:///var/run/docker.sock"`, "tcp://HOST:PORT"}},
+		{file: "tls_verify_string.toml", want: []string{"tls_verify in ", `want true or false (unquoted), got string "yes"`}},
+		{file: "resync_short.toml", want: []string{"resync_interval in ", "500ms is too short; want at least 1s"}},
+		{file: "resync_integer.toml", want: []string{"resync_interval in ", `want a duration string such as "30s", got integer 30`}},
+		{file: "resync_bad.toml", want: []string{"resync_interval in ", `"30 seconds" is not a duration`}},
+		{file: "log_level.toml", want: []string{"log_level in ", `unknown value "verbose"`, "debug, info, warn or error"}},
+		{file: "log_format.toml", want: []string{"log_format in ", `unknown value "logfmt"`, "text or json"}},
+		{file: "backend_address_port.toml", want: []string{"backend_address in ", "neither an IP address nor a host name (no port"}},
+		{file: "backend_address_wildcard.toml", want: []string{"backend_address in ", "wildcard address"}},
+		{file: "backend_address_empty.toml", want: []string{"backend_address in ", "is empty"}},
+		{file: "backend_address_bad_ip.toml", want: []string{"backend_address in ", `"10.0.0.256" is neither`}},
+		{file: "network.toml", want: []string{"network in ", `"-edge" is not a Docker network name`}},
+		{file: "network_space.toml", want: []string{"network in ", `"my net" is not a Docker network name`}},
+		{
+			file: "many.toml",
+			want: []string{`unknown key "colour"`, "proxy in ", "http_addr in ", "resync_interval in ", "log_level in "},
+		},
+	}
+
+	files, err := filepath.Glob(bad("*.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, tc := range tests {
+		rows[tc.file] = true
+	}
+	for _, f := range files {
+		if !rows[filepath.Base(f)] {
+			t.Errorf("%s has no row in TestBadConfigs", f)
+		}
+	}
+
+	for _, tc := range tests {
+		t.Run(strings.TrimSuffix(tc.file, ".toml"), func(t *testing.T) {
+			path := bad(tc.file)
+			if _, err := os.Stat(path); err != nil {
+				t.Fatalf("row without a file: %v", err)
+			}
+			got, err := LoadFile(path)
+			// Every error names the file it comes from.
+			wantErr(t, err, append([]string{path}, tc.want...)...)
+			if got != (Config{}) {
+				t.Errorf("LoadFile returned %v with its error, want the zero Config", got)
+			}
+			// Load reports the same through --config.
+			_, err = Load([]string{"--config", path}, nil)
+			wantErr(t, err, tc.want...)
+		})
+	}
+}
+
+// TestValidateAll checks that Validate reports every bad setting at once,
+// each under its TOML key.
+func TestValidateAll(t *testing.T) {
+	c := Config{
+		DockerHost:     "tcp://",
+		TLSCA:          "/nonexistent/ca.pem",
+		TLSCert:        "/nonexistent/cert.pem",
+		TLSVerify:      true,
+		Proxy:          "squid",
+		HTTPAddr:       "80",
+		APIAddr:        ":http",
+		BackendAddress: "*",
+		Network:        "_x",
+		ResyncInterval: 0,
+		LogLevel:       "INFO",
+		LogFormat:      "",
+	}
+	err := c.Validate()
+	wantErr(t, err,
+		"docker_host: ", "tls_ca: ", "tls_cert: ", "tls_cert is set but tls_key is not",
+		"proxy: ", "http_addr: ", `api_addr: ":http": port "http"`, "backend_address: ",
+		"network: ", "resync_interval: 0s is too short", "log_level: ", `log_format: unknown value ""`,
+	)
+	// tls_verify with a broken docker host says nothing of sockets: the
+	// docker host error already covers it.
+	if strings.Contains(err.Error(), "local socket") {
+		t.Errorf("error mentions a socket for a tcp:// docker host:\n%v", err)
+	}
+	if zero := (Config{}).Validate(); zero == nil {
+		t.Error("the zero Config validates; want errors")
+	}
+}
+
+func TestGoodValues(t *testing.T) {
+	certs := filepath.Join("testdata", "certs")
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+	}{
+		{name: "unix relative socket", change: func(c *Config) { c.DockerHost = "unix://docker.sock" }},
+		{name: "npipe", change: func(c *Config) { c.DockerHost = "npipe:////./pipe/docker_engine" }},
+		{name: "tcp ipv6", change: func(c *Config) { c.DockerHost = "tcp://[::1]:2376" }},
+		{name: "tcp name", change: func(c *Config) { c.DockerHost = "tcp://manager-1.swarm.example:2376" }},
+		{name: "tls verify over tcp with system roots", change: func(c *Config) {
+			c.DockerHost, c.TLSVerify = "tcp://127.0.0.1:2376", true
+		}},
+		{name: "client pair without verify", change: func(c *Config) {
+			c.DockerHost = "tcp://127.0.0.1:2376"
+			c.TLSCert, c.TLSKey = filepath.Join(certs, "cert.pem"), filepath.Join(certs, "key.pem")
+		}},
+		{name: "ca only", change: func(c *Config) { c.TLSCA = filepath.Join(certs, "ca.pem") }},
+		{name: "kernel-chosen ports may repeat", change: func(c *Config) { c.HTTPAddr, c.APIAddr = "127.0.0.1:0", "127.0.0.1:0" }},
+		{name: "all interfaces", change: func(c *Config) { c.HTTPAddr = ":80" }},
+		{name: "ipv6 zone", change: func(c *Config) { c.APIAddr = "[fe80::1%eth0]:8081" }},
+		{name: "host name listen", change: func(c *Config) { c.APIAddr = "localhost:8081" }},
+		{name: "port 65535", change: func(c *Config) { c.HTTPAddr = ":65535" }},
+		{name: "backend ipv6", change: func(c *Config) { c.BackendAddress = "::1" }},
+		{name: "backend host name", change: func(c *Config) { c.BackendAddress = "host.docker.internal" }},
+		{name: "backend digit label", change: func(c *Config) { c.BackendAddress = "1password.example" }},
+		{name: "network one char", change: func(c *Config) { c.Network = "a" }},
+		{name: "network full grammar", change: func(c *Config) { c.Network = "0edge_Net.v-2" }},
+		{name: "resync minimum", change: func(c *Config) { c.ResyncInterval = time.Second }},
+		{name: "proxy nginx", change: func(c *Config) { c.Proxy = ProxyNginx }},
+		{name: "warn json", change: func(c *Config) { c.LogLevel, c.LogFormat = "warn", "json" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.change(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v", err)
+			}
+		})
+	}
+}
+
+func TestIsHostname(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{in: "localhost", want: true},
+		{in: "a.b-c.example", want: true},
+		{in: "x1", want: true},
+		{in: strings.Repeat("a", 63) + ".example", want: true},
+		{in: strings.Repeat("a", 64) + ".example", want: false},
+		{in: strings.Repeat("a.", 126) + "ab", want: false}, // 254 bytes
+		{in: "", want: false},
+		{in: "-a.example", want: false},
+		{in: "a-.example", want: false},
+		{in: "a..example", want: false},
+		{in: "example.", want: false},
+		{in: "under_score", want: false},
+		{in: "1.2.3.999", want: false},
+		{in: "123", want: false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := isHostname(tc.in); got != tc.want {
+				t.Errorf("isHostname(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadPEMFileRefusesSpecialFiles(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.pem")
+	if err := os.WriteFile(big, make([]byte, maxPEMFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		path string
+		want string
+	}{
+		{name: "device", path: os.DevNull, want: "is not a regular file"},
+		{name: "directory", path: t.TempDir(), want: "is not a regular file"},
+		{name: "too large", path: big, want: "is larger than"},
+		{name: "missing", path: filepath.Join(t.TempDir(), "none.pem"), want: "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readPEMFile(tc.path)
+			wantErr(t, err, tc.path, tc.want)
+		})
+	}
+}

@@ -1,0 +1,214 @@
+// Package controller runs Interlock's loop: the newest Docker snapshot is
+// turned into a routing table, and a changed table is applied to the
+// driver. It keeps the status the API reports.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/discovery"
+	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/routing"
+)
+
+// Driver puts a routing table live. Apply must leave the previous table
+// serving when it fails.
+type Driver interface {
+	Name() string
+	Apply(ctx context.Context, t routing.Table) error
+}
+
+// Options tune the loop. Zero values take the documented defaults.
+type Options struct {
+	// Quiet is how long the loop waits for more changes after one arrives
+	// before it applies; MaxWait caps that wait from the first change, so
+	// a steady stream of events cannot starve the proxy. Quiet 0 applies
+	// at once (right for the built-in proxy, whose apply is a pointer
+	// swap); MaxWait defaults to 1s.
+	Quiet, MaxWait time.Duration
+	// RetryMin and RetryMax bound the backoff after a failed apply.
+	// Defaults 500ms and 30s.
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
+}
+
+// Controller owns the loop. Create it with New, feed it with Update and
+// run it with Run.
+type Controller struct {
+	driver    Driver
+	discovery discovery.Options
+	opts      Options
+	log       *slog.Logger
+
+	// mailbox holds the newest snapshot not yet taken by the loop: a
+	// one-slot channel where a newer snapshot replaces an older one.
+	mailbox chan pending
+
+	mu     sync.Mutex
+	status Status
+}
+
+type pending struct {
+	snap docker.Snapshot
+	at   time.Time
+}
+
+// New returns a controller that applies tables to driver.
+func New(driver Driver, disc discovery.Options, opts Options) *Controller {
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = time.Second
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 500 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Controller{
+		driver:    driver,
+		discovery: disc,
+		opts:      opts,
+		log:       log,
+		mailbox:   make(chan pending, 1),
+		status:    Status{Driver: driver.Name()},
+	}
+}
+
+// Update hands the loop a new snapshot. It never blocks: a snapshot the
+// loop has not taken yet is replaced, since only the newest matters.
+func (c *Controller) Update(snap docker.Snapshot) {
+	p := pending{snap: snap, at: time.Now()}
+	for {
+		select {
+		case c.mailbox <- p:
+			return
+		default:
+		}
+		select {
+		case old := <-c.mailbox:
+			// Keep the first arrival time, so convergence is measured from
+			// the oldest change this apply covers.
+			p.at = old.at
+		default:
+		}
+	}
+}
+
+// Run applies snapshots until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	var (
+		next     *pending
+		quiet    <-chan time.Time
+		deadline time.Time
+		retry    = c.opts.RetryMin
+	)
+	for {
+		var fire <-chan time.Time
+		if next != nil {
+			fire = quiet
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-c.mailbox:
+			if next == nil {
+				deadline = time.Now().Add(c.opts.MaxWait)
+			} else {
+				p.at = next.at
+			}
+			next = &p
+			wait := min(c.opts.Quiet, time.Until(deadline))
+			quiet = time.After(max(wait, 0))
+			continue
+		case <-fire:
+		}
+		if err := c.reconcile(ctx, *next); err != nil {
+			// Keep the snapshot and try again after a backoff, unless a
+			// newer one arrives first (it resets the timer above).
+			c.log.Error("apply failed; the previous configuration keeps serving", "driver", c.driver.Name(), "error", err, "retry_in", retry)
+			quiet = time.After(retry)
+			deadline = time.Now().Add(retry)
+			retry = min(retry*2, c.opts.RetryMax)
+			continue
+		}
+		retry = c.opts.RetryMin
+		next = nil
+	}
+}
+
+// reconcile builds the table for p and applies it when it changed.
+func (c *Controller) reconcile(ctx context.Context, p pending) error {
+	table, problems := discovery.Build(p.snap, c.discovery)
+	hash := table.Hash()
+
+	c.mu.Lock()
+	prev := c.status
+	c.status.Problems = problems
+	c.mu.Unlock()
+	c.logProblems(prev.Problems, problems)
+
+	if prev.Applied && hash == prev.Hash {
+		return nil
+	}
+	start := time.Now()
+	err := c.safeApply(ctx, table)
+	took := time.Since(start)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.LastApply = Apply{At: start, Duration: took, Hash: hash}
+	if err != nil {
+		c.status.LastApply.Error = err.Error()
+		c.status.Failures++
+		return err
+	}
+	c.status.Applies++
+	c.status.Applied = true
+	c.status.Hash = hash
+	c.status.Table = table
+	c.status.LastConvergence = time.Since(p.at)
+	logChanges(c.log, prev.Table, table)
+	c.log.Debug("table applied", "driver", c.driver.Name(), "hosts", len(table.Hosts),
+		"backends", table.BackendCount(), "took", took, "since_change", c.status.LastConvergence)
+	return nil
+}
+
+// safeApply turns a driver panic into an error, so one bad apply cannot
+// take the process down.
+func (c *Controller) safeApply(ctx context.Context, t routing.Table) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("driver %s panicked: %v\n%s", c.driver.Name(), r, debug.Stack())
+		}
+	}()
+	return c.driver.Apply(ctx, t)
+}
+
+func (c *Controller) logProblems(before, after []routing.Problem) {
+	seen := make(map[routing.Problem]bool, len(before))
+	for _, p := range before {
+		seen[p] = true
+	}
+	for _, p := range after {
+		if !seen[p] {
+			c.log.Warn("left out of routing", "kind", p.Kind, "name", p.Name, "id", shortID(p.ID),
+				"label", p.Label, "reason", p.Reason, "problem", p.Message)
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,200 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/discovery"
+	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/routing"
+)
+
+// fakeDriver records applied tables; failNext makes the next applies fail
+// and panicNext makes one panic.
+type fakeDriver struct {
+	mu        sync.Mutex
+	applied   []routing.Table
+	failNext  int
+	panicNext bool
+}
+
+func (d *fakeDriver) Name() string { return "fake" }
+
+func (d *fakeDriver) Apply(_ context.Context, t routing.Table) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.panicNext {
+		d.panicNext = false
+		panic("boom")
+	}
+	if d.failNext > 0 {
+		d.failNext--
+		return errors.New("render failed")
+	}
+	d.applied = append(d.applied, t)
+	return nil
+}
+
+func (d *fakeDriver) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.applied)
+}
+
+func web(id, host string, port uint16) docker.Container {
+	return docker.Container{
+		ID: id, Name: "c" + id, State: "running",
+		Labels: map[string]string{"interlock.hostname": host},
+		Ports:  []docker.Port{{Private: 80, Proto: "tcp", HostIP: "0.0.0.0", Public: port}},
+	}
+}
+
+func snap(cs ...docker.Container) docker.Snapshot { return docker.Snapshot{Containers: cs} }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func start(t *testing.T, d Driver, opts Options) (*Controller, context.CancelFunc) {
+	t.Helper()
+	opts.Logger = quietLogger()
+	c := New(d, discovery.Options{BackendAddress: "127.0.0.1"}, opts)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { _ = c.Run(ctx) }()
+	return c, cancel
+}
+
+func TestDebounceCoalescesBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{}
+		c, cancel := start(t, d, Options{Quiet: 100 * time.Millisecond, MaxWait: time.Second})
+		defer cancel()
+
+		for i := range 5 {
+			c.Update(snap(web("a", "a.example.com", uint16(30000+i))))
+			time.Sleep(50 * time.Millisecond) // inside the quiet window each time
+		}
+		synctest.Wait()
+		if n := d.count(); n != 0 {
+			t.Fatalf("applied %d times during the burst, want 0", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if n := d.count(); n != 1 {
+			t.Fatalf("applied %d times after the burst, want 1", n)
+		}
+		got := d.applied[0].Hosts[0].Routes[0].Backends[0].Address
+		if got != "127.0.0.1:30004" {
+			t.Errorf("applied backend %s, want the newest snapshot's 127.0.0.1:30004", got)
+		}
+	})
+}
+
+func TestMaxWaitCapsSteadyStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{}
+		c, cancel := start(t, d, Options{Quiet: 100 * time.Millisecond, MaxWait: 300 * time.Millisecond})
+		defer cancel()
+		begin := time.Now()
+		for i := 0; d.count() == 0; i++ {
+			if time.Since(begin) > 2*time.Second {
+				t.Fatal("a steady stream of changes starved the driver")
+			}
+			c.Update(snap(web("a", "a.example.com", uint16(30000+i))))
+			time.Sleep(50 * time.Millisecond)
+			synctest.Wait()
+		}
+		if took := time.Since(begin); took > 350*time.Millisecond {
+			t.Errorf("first apply after %v, want within MaxWait (300ms)", took)
+		}
+	})
+}
+
+func TestUnchangedTableAppliesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{}
+		c, cancel := start(t, d, Options{})
+		defer cancel()
+		s := snap(web("a", "a.example.com", 30000), web("b", "b.example.com", 30001))
+		c.Update(s)
+		synctest.Wait()
+		// Same state in another order, plus a container Interlock ignores.
+		other := docker.Container{ID: "z", Name: "db", State: "running"}
+		c.Update(snap(other, s.Containers[1], s.Containers[0]))
+		synctest.Wait()
+		if n := d.count(); n != 1 {
+			t.Fatalf("applied %d times, want 1: an event that changes nothing must apply nothing", n)
+		}
+		if st := c.Status(); st.Applies != 1 || !st.Applied || len(st.Table.Hosts) != 2 {
+			t.Errorf("status = %+v, want 1 apply of 2 hosts", st)
+		}
+	})
+}
+
+func TestFailedApplyRetriesAndKeepsLastGood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{}
+		c, cancel := start(t, d, Options{RetryMin: time.Second, RetryMax: 4 * time.Second})
+		defer cancel()
+		c.Update(snap(web("a", "a.example.com", 30000)))
+		synctest.Wait()
+		good := c.Status().Hash
+
+		d.mu.Lock()
+		d.failNext = 2
+		d.mu.Unlock()
+		c.Update(snap(web("a", "a.example.com", 30000), web("b", "b.example.com", 30001)))
+		synctest.Wait()
+		st := c.Status()
+		if st.Hash != good || st.Failures != 1 || st.LastApply.Error == "" {
+			t.Fatalf("after a failed apply: hash changed=%v failures=%d error=%q; want the last good table live and the failure recorded",
+				st.Hash != good, st.Failures, st.LastApply.Error)
+		}
+		time.Sleep(time.Second) // first retry fails again
+		synctest.Wait()
+		if st := c.Status(); st.Failures != 2 {
+			t.Fatalf("failures = %d after the first retry, want 2", st.Failures)
+		}
+		time.Sleep(2 * time.Second) // backoff doubled; this retry succeeds
+		synctest.Wait()
+		if st := c.Status(); st.Hash == good || len(st.Table.Hosts) != 2 {
+			t.Fatalf("after retries: %d hosts live, want the new table with 2", len(st.Table.Hosts))
+		}
+	})
+}
+
+func TestDriverPanicBecomesError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{panicNext: true}
+		c, cancel := start(t, d, Options{RetryMin: time.Second})
+		defer cancel()
+		c.Update(snap(web("a", "a.example.com", 30000)))
+		synctest.Wait()
+		if st := c.Status(); st.Failures != 1 || st.Applied {
+			t.Fatalf("status after panic = failures %d applied %v, want 1 failure and nothing applied", st.Failures, st.Applied)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := d.count(); n != 1 {
+			t.Fatalf("applied %d times after the retry, want 1", n)
+		}
+	})
+}
+
+func TestUpdateNeverBlocks(t *testing.T) {
+	d := &fakeDriver{}
+	c := New(d, discovery.Options{}, Options{Logger: quietLogger()})
+	// Nobody runs the loop: Update must still return every time, and only
+	// the newest snapshot is kept.
+	for i := range 100 {
+		c.Update(snap(web("a", "a.example.com", uint16(30000+i))))
+	}
+	p := <-c.mailbox
+	if got := p.snap.Containers[0].Ports[0].Public; got != 30099 {
+		t.Errorf("mailbox holds port %d, want the newest (30099)", got)
+	}
+}

@@ -1,0 +1,100 @@
+package discovery
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/routing"
+)
+
+// spec is one container's routing request, every label validated.
+type spec struct {
+	c docker.Container
+	// host is the lowercase primary host name; hostLabel is the label it
+	// came from, for problems.
+	host      string
+	hostLabel string
+	// aliases maps each extra host name to the label that set it first.
+	aliases map[string]string
+	tls     *routing.TLS
+	// route holds every route setting; Backends is empty.
+	route   routing.Route
+	backend routing.Backend
+}
+
+// setting is one shared setting in canonical text form, so that two
+// containers agree exactly when the values are equal.
+type setting struct {
+	// label is the label to change to settle a disagreement.
+	label string
+	// value is canonical; "" means unset.
+	value string
+	// parent is the label of the setting this one only means something
+	// under (the interval of a health check); when the parent already
+	// differs, this one is not reported as well.
+	parent string
+}
+
+// aliasList returns the aliases sorted.
+func (s spec) aliasList() []string {
+	return slices.Sorted(maps.Keys(s.aliases))
+}
+
+// hostSettings are the settings every container of one host must share.
+// The order is fixed, so two lists compare index by index.
+func (s spec) hostSettings() []setting {
+	ssl, only, cert, key := "false", "false", "", ""
+	if s.tls != nil {
+		ssl, only, cert, key = "true", strconv.FormatBool(s.tls.Only), s.tls.CertFile, s.tls.KeyFile
+	}
+	return []setting{
+		{label: LabelAliasDomain, value: strings.Join(s.aliasList(), ",")},
+		{label: LabelSSL, value: ssl},
+		{label: LabelSSLOnly, value: only},
+		{label: LabelSSLCert, value: cert},
+		{label: LabelSSLCertKey, value: key},
+	}
+}
+
+// routeSettings are the settings every container of one route (host and
+// context root) must share, with effective values (defaults applied), so
+// that "unset" and the default agree. The order is fixed.
+func (s spec) routeSettings() []setting {
+	r := s.route
+	var hcPath, hcInterval, verify string
+	backendTLS := "false"
+	if r.HealthCheck != nil {
+		hcPath, hcInterval = r.HealthCheck.Path, r.HealthCheck.Interval.String()
+	}
+	if r.BackendTLS != nil {
+		backendTLS, verify = "true", strconv.FormatBool(r.BackendTLS.Verify)
+	}
+	return []setting{
+		{label: LabelProtocol, value: string(r.Protocol)},
+		{label: LabelContextRootRewrite, value: strconv.FormatBool(r.StripPath)},
+		{label: LabelWebSocketEndpoint, value: joinSorted(r.WebSocketPaths)},
+		{label: LabelHealthCheck, value: hcPath},
+		{label: LabelHealthCheckInterval, value: hcInterval, parent: LabelHealthCheck},
+		{label: LabelBalanceAlgorithm, value: string(r.Balance)},
+		{label: LabelBackendOption, value: joinSorted(r.BackendOptions)},
+		{label: LabelSSLBackend, value: backendTLS},
+		{label: LabelSSLBackendTLSVerify, value: verify, parent: LabelSSLBackend},
+	}
+}
+
+func joinSorted(s []string) string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return strings.Join(slices.Compact(s), ",")
+}
+
+// showSetting renders a canonical setting value for a message.
+func showSetting(v string) string {
+	if v == "" {
+		return "unset"
+	}
+	return quote(v)
+}

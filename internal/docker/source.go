@@ -1,0 +1,315 @@
+package docker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+)
+
+// SourceOptions tune a Source. Zero values take the documented defaults.
+type SourceOptions struct {
+	// Resync is how often everything is listed again even when events
+	// flow, because the event stream is never trusted to be complete.
+	// Default 30s.
+	Resync time.Duration
+	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
+	// after each failed attempt. Defaults 100ms and 5s.
+	BackoffMin, BackoffMax time.Duration
+	Logger                 *slog.Logger
+}
+
+// Status describes the connection to the engine.
+type Status struct {
+	Connected bool `json:"connected"`
+	// Since is when the connection last changed state.
+	Since      time.Time `json:"since"`
+	LastError  string    `json:"last_error,omitempty"`
+	APIVersion string    `json:"api_version,omitempty"`
+	// Connects counts successful (re)connections, Disconnects lost ones.
+	Connects    int64 `json:"connects"`
+	Disconnects int64 `json:"disconnects"`
+	Resyncs     int64 `json:"resyncs"`
+	Events      int64 `json:"events"`
+}
+
+// Source watches one engine and publishes a Snapshot after every change.
+type Source struct {
+	cli  *client.Client
+	opts SourceOptions
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewSource watches the engine behind cli.
+func NewSource(cli *client.Client, opts SourceOptions) *Source {
+	if opts.Resync <= 0 {
+		opts.Resync = 30 * time.Second
+	}
+	if opts.BackoffMin <= 0 {
+		opts.BackoffMin = 100 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Source{cli: cli, opts: opts, log: log, status: Status{Since: time.Now()}}
+}
+
+// Status returns the current connection state.
+func (s *Source) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Snapshot lists the engine once.
+func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
+	if _, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", s.cli.DaemonHost(), err)
+	}
+	st := newState()
+	if err := st.listAll(ctx, s.cli); err != nil {
+		return Snapshot{}, err
+	}
+	return st.snapshot(), nil
+}
+
+// Run watches the engine until ctx ends, calling publish with a complete
+// Snapshot after the first list, after every relevant event and after
+// every resync. publish must not block. A lost connection is retried
+// forever with capped exponential backoff; every reconnect starts with a
+// full list, so nothing that happened while disconnected is lost.
+func (s *Source) Run(ctx context.Context, publish func(Snapshot)) error {
+	delay := s.opts.BackoffMin
+	failures := 0
+	var lostAt time.Time
+	st := newState()
+	for {
+		err := s.session(ctx, st, publish, func() {
+			if failures > 0 {
+				s.log.Info("docker connection restored", "host", s.cli.DaemonHost(),
+					"down_for", time.Since(lostAt).Round(time.Millisecond), "attempts", failures)
+			}
+			failures = 0
+			delay = s.opts.BackoffMin
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if failures == 0 {
+			lostAt = time.Now()
+			s.log.Warn("docker connection lost; retrying with backoff", "host", s.cli.DaemonHost(), "error", err)
+		} else {
+			s.log.Debug("docker reconnect failed", "host", s.cli.DaemonHost(), "attempt", failures, "error", err)
+		}
+		failures++
+		s.setDisconnected(err)
+		// Full jitter keeps several Interlocks from reconnecting in step.
+		wait := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, s.opts.BackoffMax)
+	}
+}
+
+// session is one connection: subscribe, list, then follow events. It
+// returns when the stream breaks.
+func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot), connected func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ping, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	// Subscribe before listing: whatever happens between the two is then
+	// both in the list and in the stream, never in neither.
+	stream := s.cli.Events(ctx, client.EventsListOptions{
+		Filters: make(client.Filters).Add("type", string(events.ContainerEventType), string(events.NetworkEventType)),
+	})
+	if err := st.listAll(ctx, s.cli); err != nil {
+		return err
+	}
+	s.setConnected(ping.APIVersion)
+	connected()
+	publish(st.snapshot())
+
+	resync := time.NewTicker(s.opts.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-stream.Err:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return fmt.Errorf("event stream: %w", err)
+		case msg := <-stream.Messages:
+			s.count(func(st *Status) { st.Events++ })
+			changed, err := st.apply(ctx, s.cli, msg)
+			if err != nil {
+				return err
+			}
+			if changed {
+				publish(st.snapshot())
+			}
+		case <-resync.C:
+			if err := st.listAll(ctx, s.cli); err != nil {
+				return err
+			}
+			s.count(func(st *Status) { st.Resyncs++ })
+			publish(st.snapshot())
+		}
+	}
+}
+
+func (s *Source) setConnected(apiVersion string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.Connected = true
+	s.status.Since = time.Now()
+	s.status.LastError = ""
+	s.status.APIVersion = apiVersion
+	s.status.Connects++
+}
+
+func (s *Source) setDisconnected(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.status.Connected {
+		s.status.Disconnects++
+		s.status.Since = time.Now()
+	}
+	s.status.Connected = false
+	s.status.LastError = err.Error()
+}
+
+func (s *Source) count(f func(*Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.status)
+}
+
+// state is what the source knows of the engine between events. It is
+// owned by the goroutine running Run.
+type state struct {
+	containers map[string]Container
+	// draining holds containers the engine was asked to stop: they stay
+	// out of the table even when a list still shows them running.
+	draining map[string]bool
+}
+
+func newState() *state {
+	return &state{containers: map[string]Container{}, draining: map[string]bool{}}
+}
+
+func (st *state) listAll(ctx context.Context, cli *client.Client) error {
+	res, err := cli.ContainerList(ctx, client.ContainerListOptions{})
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	next := make(map[string]Container, len(res.Items))
+	for _, item := range res.Items {
+		next[item.ID] = project(item)
+	}
+	st.containers = next
+	for id := range st.draining {
+		if _, ok := next[id]; !ok {
+			delete(st.draining, id)
+		}
+	}
+	return nil
+}
+
+// refresh re-reads one container; gone means it no longer runs.
+func (st *state) refresh(ctx context.Context, cli *client.Client, id string) error {
+	res, err := cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("id", id),
+	})
+	if err != nil {
+		return fmt.Errorf("inspect container %.12s: %w", id, err)
+	}
+	for _, item := range res.Items {
+		if item.ID == id {
+			st.containers[id] = project(item)
+			return nil
+		}
+	}
+	delete(st.containers, id)
+	return nil
+}
+
+// terminating lists the signals after which a container must get no new
+// requests: what docker stop and docker kill send.
+var terminating = map[string]bool{
+	"15": true, "SIGTERM": true, "TERM": true,
+	"9": true, "SIGKILL": true, "KILL": true,
+	"2": true, "SIGINT": true, "INT": true,
+	"3": true, "SIGQUIT": true, "QUIT": true,
+}
+
+// apply updates the state for one event and reports whether it may have
+// changed anything routable.
+func (st *state) apply(ctx context.Context, cli *client.Client, msg events.Message) (bool, error) {
+	if msg.Type == events.NetworkEventType {
+		id := msg.Actor.Attributes["container"]
+		if id == "" || (msg.Action != events.ActionConnect && msg.Action != events.ActionDisconnect) {
+			return false, nil
+		}
+		return true, st.refresh(ctx, cli, id)
+	}
+	id := msg.Actor.ID
+	switch action := msg.Action; {
+	case action == events.ActionKill:
+		if !terminating[msg.Actor.Attributes["signal"]] || st.draining[id] {
+			return false, nil
+		}
+		// Take it out now, without another API call: the process is about
+		// to get the signal, and every millisecond counts.
+		st.draining[id] = true
+		return true, nil
+	case action == events.ActionStop || action == events.ActionDie:
+		st.draining[id] = true
+		return true, st.refresh(ctx, cli, id)
+	case action == events.ActionDestroy:
+		delete(st.draining, id)
+		_, had := st.containers[id]
+		delete(st.containers, id)
+		return had, nil
+	case action == events.ActionStart || action == events.ActionRestart || action == events.ActionUnPause:
+		delete(st.draining, id)
+		return true, st.refresh(ctx, cli, id)
+	case action == events.ActionPause || action == events.ActionRename || action == events.ActionUpdate ||
+		len(action) >= len(events.ActionHealthStatus) && action[:len(events.ActionHealthStatus)] == events.ActionHealthStatus:
+		return true, st.refresh(ctx, cli, id)
+	}
+	return false, nil
+}
+
+func (st *state) snapshot() Snapshot {
+	out := Snapshot{Containers: make([]Container, 0, len(st.containers))}
+	for id, c := range st.containers {
+		c.Draining = st.draining[id]
+		out.Containers = append(out.Containers, c)
+	}
+	slices.SortFunc(out.Containers, func(a, b Container) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}

@@ -1,0 +1,140 @@
+package builtin
+
+import (
+	"crypto/tls"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"time"
+)
+
+// httpEngine is the net/http engine: one httputil.ReverseProxy per compiled
+// route, sharing three transports (plain, TLS verified, TLS unverified), one
+// buffer pool and one error handler. It has no goroutines of its own.
+type httpEngine struct {
+	log      *slog.Logger
+	clock    clock
+	ejectFor time.Duration
+	counters *errorCounters
+
+	plain       *http.Transport
+	tlsVerify   *http.Transport
+	tlsInsecure *http.Transport
+
+	buffers  *bufferPool
+	errorLog *log.Logger
+	// serveError is e.serveErrorFunc bound once, so building a route's
+	// ReverseProxy does not allocate a method value per route.
+	serveError func(http.ResponseWriter, *http.Request, error)
+
+	tunnels tunnelSet
+}
+
+func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Duration, counters *errorCounters) *httpEngine {
+	d := newDialer(dialTimeout)
+	e := &httpEngine{
+		log:      logger,
+		clock:    c,
+		ejectFor: ejectFor,
+		counters: counters,
+		plain:    newTransport(d, nil),
+		tlsVerify: newTransport(d, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+		}),
+		tlsInsecure: newTransport(d, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// The route asked for TLS without verification
+			// (interlock.ssl_backend_tls_verify=false): backends with
+			// self-signed certificates are the common case.
+			InsecureSkipVerify: true, //nolint:gosec // chosen per route by the user
+		}),
+		buffers: &bufferPool{},
+		// ReverseProxy logs what it cannot report otherwise, such as a
+		// backend failing in the middle of a response body.
+		errorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	e.serveError = e.serveErrorFunc
+	return e
+}
+
+// forwarder implements engine.
+func (e *httpEngine) forwarder(rt *route) http.Handler {
+	f := &forwarder{route: rt, engine: e, scheme: "http", base: e.plain}
+	if rt.tls != nil {
+		f.scheme, f.base = "https", e.tlsInsecure
+		if rt.tls.Verify {
+			f.base = e.tlsVerify
+		}
+	}
+	f.proxy = httputil.ReverseProxy{
+		Rewrite:      f.rewrite,
+		Transport:    f,
+		BufferPool:   e.buffers,
+		ErrorHandler: e.serveError,
+		ErrorLog:     e.errorLog,
+	}
+	return f
+}
+
+// close implements engine.
+func (e *httpEngine) close() error {
+	e.plain.CloseIdleConnections()
+	e.tlsVerify.CloseIdleConnections()
+	e.tlsInsecure.CloseIdleConnections()
+	return e.tunnels.closeAll()
+}
+
+// forwarder serves the requests of one route: its ReverseProxy rewrites the
+// request, and the forwarder itself, as the proxy's Transport, picks the
+// backend and retries (retry.go). Built once per route per Apply, so no
+// request allocates a closure or a context value to find its route.
+type forwarder struct {
+	route  *route
+	engine *httpEngine
+	scheme string
+	base   http.RoundTripper
+	proxy  httputil.ReverseProxy
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.proxy.ServeHTTP(w, r)
+}
+
+// rewrite is the ReverseProxy's Rewrite. ReverseProxy has already dropped
+// hop-by-hop headers and every incoming Forwarded/X-Forwarded-* header; the
+// X-Forwarded-* set here therefore describe this hop only. Trusting them
+// from known proxies comes with a later issue (DESIGN.md invariant 8).
+func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
+	rt := f.route
+	pr.Out.URL.Scheme = f.scheme
+	// The backend is chosen per attempt in RoundTrip; a valid placeholder
+	// keeps the request well-formed until then.
+	if len(rt.backends) > 0 {
+		pr.Out.URL.Host = rt.backends[0].addr
+	}
+	if rt.strip {
+		stripURLPath(pr.Out, rt.path)
+	}
+	pr.SetXForwarded()
+	// Backends see the name the client asked for, like nginx's
+	// proxy_set_header Host $host: virtual hosting and absolute redirects
+	// keep working behind the proxy.
+	pr.Out.Host = pr.In.Host
+}
+
+// stripURLPath removes the route prefix from the request path. The escaped
+// form (RawPath) is stripped too when it starts with the same prefix;
+// otherwise (the prefix itself was escaped) it is dropped and Go re-escapes
+// the stripped Path.
+func stripURLPath(r *http.Request, prefix string) {
+	u := r.URL
+	u.Path = stripPrefix(u.Path, prefix)
+	if u.RawPath != "" {
+		if matchPrefix(u.RawPath, prefix) {
+			u.RawPath = stripPrefix(u.RawPath, prefix)
+		} else {
+			u.RawPath = ""
+		}
+	}
+}

@@ -1,0 +1,191 @@
+// Package routing is the model every part of Interlock speaks: discovery
+// produces a Table, the controller hands it to a driver, and drivers render
+// or serve it. It never imports Docker or driver types.
+//
+// A Table is always in canonical form (see Normalize): every slice is sorted
+// and free of duplicates, so equal routing state gives equal bytes and an
+// equal Hash, and no driver has to sort anything itself.
+package routing
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// Table is the complete routing state: hosts, their routes and backends.
+// The zero value routes nothing.
+type Table struct {
+	Hosts []Host `json:"hosts"`
+}
+
+// Host is one virtual host. Name is the primary host name; Aliases answer
+// exactly like it. All names are lowercase RFC 1123 host names.
+type Host struct {
+	Name    string   `json:"name"`
+	Aliases []string `json:"aliases,omitempty"`
+	// TLS is nil for a plain-HTTP host.
+	TLS    *TLS    `json:"tls,omitempty"`
+	Routes []Route `json:"routes"`
+}
+
+// TLS holds a host's certificate settings. CertFile and KeyFile are paths
+// relative to the configured certificate directory; empty means the proxy's
+// default certificate.
+type TLS struct {
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// Only redirects plain HTTP requests for this host to HTTPS.
+	Only bool `json:"only,omitempty"`
+}
+
+// Balance names a load-balancing algorithm. The zero value means RoundRobin.
+type Balance string
+
+const (
+	RoundRobin Balance = "roundrobin"
+	LeastConn  Balance = "leastconn"
+	// Source hashes the client address, so one client keeps one backend
+	// while the set of backends is stable (nginx ip_hash, HAProxy source).
+	Source Balance = "source"
+	Random Balance = "random"
+)
+
+// Balances lists every supported algorithm, for validation and error messages.
+var Balances = []Balance{RoundRobin, LeastConn, Source, Random}
+
+// Protocol is the protocol a route speaks to its backends.
+type Protocol string
+
+const (
+	HTTP Protocol = "http"
+	// TCP routes are plain TCP passthrough; only drivers that can do it
+	// (HAProxy) serve them.
+	TCP Protocol = "tcp"
+)
+
+// Route sends requests under Path (a URL path prefix, "/" for all) to
+// Backends.
+type Route struct {
+	// Path is a clean absolute URL path prefix without a trailing slash,
+	// except "/" itself. A request matches when its path equals Path or
+	// continues it after a "/".
+	Path string `json:"path"`
+	// StripPath removes Path from the request before it is forwarded
+	// (interlock.context_root_rewrite).
+	StripPath bool     `json:"strip_path,omitempty"`
+	Protocol  Protocol `json:"protocol"`
+	Balance   Balance  `json:"balance"`
+	// WebSocketPaths are paths under this route where the proxy must pass
+	// the Upgrade handshake through (drivers that need explicit config,
+	// like nginx, use them; the built-in proxy upgrades anywhere).
+	WebSocketPaths []string     `json:"websocket_paths,omitempty"`
+	HealthCheck    *HealthCheck `json:"health_check,omitempty"`
+	// BackendOptions are HAProxy "option" names from a fixed allow-list.
+	BackendOptions []string `json:"backend_options,omitempty"`
+	// BackendTLS is nil when backends speak plain HTTP.
+	BackendTLS *BackendTLS `json:"backend_tls,omitempty"`
+	Backends   []Backend   `json:"backends"`
+}
+
+// HealthCheck is an active HTTP health check against each backend.
+type HealthCheck struct {
+	Path     string        `json:"path"`
+	Interval time.Duration `json:"interval"`
+}
+
+// BackendTLS says the backends speak TLS.
+type BackendTLS struct {
+	// Verify checks the backend's certificate chain and name.
+	Verify bool `json:"verify"`
+}
+
+// Backend is one address that serves a route, with where it came from.
+type Backend struct {
+	// Address is "ip:port" (IPv6 in brackets).
+	Address string `json:"address"`
+	// Container is the full container ID, when the backend is a container.
+	Container string `json:"container,omitempty"`
+	// Name is a human name for the backend: the container name.
+	Name string `json:"name,omitempty"`
+}
+
+// Names returns the primary name followed by the aliases.
+func (h Host) Names() []string {
+	return append([]string{h.Name}, h.Aliases...)
+}
+
+// Normalize puts t in canonical form: hosts sorted by name, aliases sorted
+// and deduplicated, routes sorted longest path first (so the first prefix
+// that matches is the most specific one), backends sorted by address.
+// Discovery calls it once; everything downstream may rely on it.
+func (t *Table) Normalize() {
+	for i := range t.Hosts {
+		h := &t.Hosts[i]
+		h.Aliases = sortedUnique(h.Aliases)
+		for j := range h.Routes {
+			r := &h.Routes[j]
+			if r.Protocol == "" {
+				r.Protocol = HTTP
+			}
+			if r.Balance == "" {
+				r.Balance = RoundRobin
+			}
+			r.WebSocketPaths = sortedUnique(r.WebSocketPaths)
+			r.BackendOptions = sortedUnique(r.BackendOptions)
+			slices.SortFunc(r.Backends, func(a, b Backend) int {
+				return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Container, b.Container))
+			})
+			r.Backends = slices.CompactFunc(r.Backends, func(a, b Backend) bool { return a == b })
+		}
+		slices.SortFunc(h.Routes, func(a, b Route) int {
+			return cmp.Or(cmp.Compare(len(b.Path), len(a.Path)), cmp.Compare(a.Path, b.Path))
+		})
+	}
+	slices.SortFunc(t.Hosts, func(a, b Host) int { return cmp.Compare(a.Name, b.Name) })
+}
+
+func sortedUnique(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// Hash identifies the table's content: equal tables have equal hashes. It
+// assumes t is normalized.
+func (t Table) Hash() string {
+	b, err := json.Marshal(t)
+	if err != nil {
+		// Only plain data types are in a Table; this cannot fail.
+		panic("routing: marshal table: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Lookup returns the host that answers to name (primary or alias).
+func (t Table) Lookup(name string) (Host, bool) {
+	for _, h := range t.Hosts {
+		if h.Name == name || slices.Contains(h.Aliases, name) {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// BackendCount is the number of backends over all routes.
+func (t Table) BackendCount() int {
+	n := 0
+	for _, h := range t.Hosts {
+		for _, r := range h.Routes {
+			n += len(r.Backends)
+		}
+	}
+	return n
+}

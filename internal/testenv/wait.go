@@ -1,0 +1,47 @@
+package testenv
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// pollInterval is how often WaitFor checks its condition.
+const pollInterval = 50 * time.Millisecond
+
+// WaitFor calls cond every 50ms until it returns nil. When timeout passes
+// first (or the test's context ends), it fails the test with what and the
+// last error cond returned.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		case <-t.Context().Done():
+			t.Fatalf("test ended while waiting for %s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that the kernel just handed out
+// and that is free again. Another process may still take it before the
+// caller binds it; prefer listening on :0 directly where the code allows.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
