@@ -89,18 +89,26 @@ func TestConvergenceBenchmark(t *testing.T) {
 		items[i] = item{host: host, id: c.ID}
 	}
 	fast := &http.Client{Timeout: time.Second}
-	var took []time.Duration
+	// routed is when the proxy first knew the host (any answer but "no
+	// route"): Interlock's own latency. served is the first 200: that plus
+	// the application's start-up inside the container.
+	var routed, served []time.Duration
 	for _, it := range items {
 		if err := e.Start(context.Background(), it.id); err != nil {
 			t.Fatal(err)
 		}
 		started := time.Now()
+		var sawRoute bool
 		for {
 			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
 			req.Host = it.host
 			resp, err := fast.Do(req)
 			if err == nil {
 				resp.Body.Close()
+				if !sawRoute && resp.Header.Get("X-Interlock-Error") != "no-route" {
+					sawRoute = true
+					routed = append(routed, time.Since(started))
+				}
 				if resp.StatusCode == http.StatusOK {
 					break
 				}
@@ -110,11 +118,16 @@ func TestConvergenceBenchmark(t *testing.T) {
 			}
 			time.Sleep(500 * time.Microsecond)
 		}
-		took = append(took, time.Since(started))
+		served = append(served, time.Since(started))
 	}
-	slices.Sort(took)
-	t.Logf("convergence over %d containers (docker start returned -> first 200 via builtin): p50 %v  p90 %v  p99 %v  max %v",
-		len(took), percentile(took, .5), percentile(took, .9), percentile(took, .99), took[len(took)-1])
+	for _, m := range []struct {
+		what string
+		d    []time.Duration
+	}{{"routed (first answer that is not 'no route')", routed}, {"served (first 200)", served}} {
+		slices.Sort(m.d)
+		t.Logf("convergence over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
+			len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])
+	}
 }
 
 // TestIdleBenchmark routes 200 containers and reads the process's CPU time

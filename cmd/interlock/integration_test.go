@@ -27,6 +27,16 @@ func TestContainerStartStopRoute(t *testing.T) {
 	if r.backend != "web" || !strings.Contains(r.body, `"/hello"`) {
 		t.Errorf("response from %q with body %s, want the web container echoing /hello", r.backend, r.body)
 	}
+	// A paused container cannot answer: out while paused, back after.
+	if err := e.Pause(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	in.waitStatus(t, host, "/", http.StatusNotFound)
+	if err := e.Unpause(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	in.waitStatus(t, host, "/", http.StatusOK)
+
 	if err := e.Stop(context.Background(), c.ID); err != nil {
 		t.Fatal(err)
 	}

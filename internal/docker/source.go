@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 )
@@ -163,6 +164,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 			return fmt.Errorf("event stream: %w", err)
 		case msg := <-stream.Messages:
 			s.count(func(st *Status) { st.Events++ })
+			s.log.Debug("docker event", "type", msg.Type, "action", msg.Action, "id", shortID(msg.Actor.ID))
 			changed, err := st.apply(ctx, s.cli, msg)
 			if err != nil {
 				return err
@@ -240,20 +242,15 @@ func (st *state) listAll(ctx context.Context, cli *client.Client) error {
 
 // refresh re-reads one container; gone means it no longer runs.
 func (st *state) refresh(ctx context.Context, cli *client.Client, id string) error {
-	res, err := cli.ContainerList(ctx, client.ContainerListOptions{
-		All:     true,
-		Filters: make(client.Filters).Add("id", id),
-	})
+	res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		delete(st.containers, id)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("inspect container %.12s: %w", id, err)
 	}
-	for _, item := range res.Items {
-		if item.ID == id {
-			st.containers[id] = project(item)
-			return nil
-		}
-	}
-	delete(st.containers, id)
+	st.containers[id] = projectInspect(res.Container)
 	return nil
 }
 
@@ -312,4 +309,11 @@ func (st *state) snapshot() Snapshot {
 	}
 	slices.SortFunc(out.Containers, func(a, b Container) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

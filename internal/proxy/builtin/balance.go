@@ -147,3 +147,19 @@ func mix64(h uint64) uint64 {
 	h ^= h >> 33
 	return h
 }
+
+// pickSoonestBack returns the untried backend whose ejection ends first, or
+// -1 when every backend has been tried: the fallback when pick finds no
+// live backend.
+func (rt *route) pickSoonestBack(tried []int) int {
+	best, bestUntil := -1, int64(0)
+	for i := range rt.backends {
+		if slices.Contains(tried, i) {
+			continue
+		}
+		if until := rt.backends[i].state.ejectedUntil.Load(); best < 0 || until < bestUntil {
+			best, bestUntil = i, until
+		}
+	}
+	return best
+}

@@ -46,7 +46,14 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		now := f.engine.clock.now()
 		i := rt.pick(now, client, tried)
 		if i < 0 {
-			break
+			// Every untried backend is ejected. Ejection is a guess from
+			// one failure, and the engine still lists these backends, so
+			// try the one due back first rather than fail without asking
+			// (a container whose process was not listening yet at its
+			// first request would otherwise stay dark for EjectFor).
+			if i = rt.pickSoonestBack(tried); i < 0 {
+				break
+			}
 		}
 		tried = append(tried, i)
 		b := &rt.backends[i]

@@ -348,19 +348,49 @@ func TestAllBackendsDead(t *testing.T) {
 		t.Errorf("failure log %q: want a warning with host and backend", failed[0])
 	}
 
-	// Both are ejected now: the proxy says so without dialing.
+	// Both are ejected now, but the engine still lists them: the proxy asks
+	// again (one dial each) rather than declaring the route dead.
 	res = get(t, srv, "app.example", "/")
-	if res.status != 503 || res.header.Get(errorHeader) != kindNoLiveBackend ||
-		res.body != "interlock: no live backend for host \"app.example\" path \"/\"\n" {
-		t.Errorf("second request: %d %q, want 503 no live backend", res.status, res.body)
+	if res.status != 502 || res.header.Get(errorHeader) != kindBackendFailure {
+		t.Errorf("second request: %d %q, want 502 after trying the ejected backends again", res.status, res.body)
 	}
 	for _, d := range []string{dead1, dead2} {
-		if s := statsOf(t, p, d); s.Requests != 1 || !s.Ejected {
-			t.Errorf("backend %+v: want one attempt and ejected", s)
+		if s := statsOf(t, p, d); s.Requests != 2 || !s.Ejected {
+			t.Errorf("backend %+v: want two attempts and ejected", s)
 		}
 	}
-	if e := p.Errors(); e.BackendUnavailable != 1 || e.NoLiveBackend != 1 {
-		t.Errorf("Errors() = %+v, want one 502 and one 503", e)
+	if e := p.Errors(); e.BackendUnavailable != 2 || e.NoLiveBackend != 0 {
+		t.Errorf("Errors() = %+v, want two 502s and no 503", e)
+	}
+}
+
+// A backend that refused its first request (its process was not listening
+// yet) answers as soon as it listens, though it is still ejected.
+func TestEjectedOnlyBackendComesBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet: connections are refused
+	p := newTestProxy(t, Options{EjectFor: time.Hour}, nil)
+	mustApply(t, p, tableOf(hostOf("app.example", routeOf("/", addr))))
+	srv := serve(t, p)
+	if res := get(t, srv, "app.example", "/"); res.status != 502 {
+		t.Fatalf("before the backend listens: %d, want 502", res.status)
+	}
+	if s := statsOf(t, p, addr); !s.Ejected {
+		t.Fatalf("backend %+v not ejected after a refused connect", s)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "up") })}
+	go func() { _ = backend.Serve(ln) }()
+	t.Cleanup(func() { backend.Close() })
+	if res := get(t, srv, "app.example", "/"); res.status != 200 || res.body != "up" {
+		t.Errorf("after the backend listens: %d %q, want 200 from it though it is ejected", res.status, res.body)
 	}
 }
 

@@ -35,7 +35,8 @@ func TestApplySwapUnderLoad(t *testing.T) {
 	var (
 		stop     atomic.Bool
 		served   atomic.Int64
-		working  atomic.Int32
+		tick     = make(chan struct{}, 64) // one per request, dropped when full
+		quit     = make(chan struct{})     // closed when every worker has returned
 		seenT1   atomic.Bool
 		seenT2   atomic.Bool
 		mu       sync.Mutex
@@ -50,9 +51,7 @@ func TestApplySwapUnderLoad(t *testing.T) {
 		}
 	}
 	for w := range 8 {
-		working.Add(1)
 		wg.Go(func() {
-			defer working.Add(-1)
 			for i := 0; !stop.Load(); i++ {
 				host := "app.example"
 				if (w+i)%4 == 0 {
@@ -64,6 +63,10 @@ func TestApplySwapUnderLoad(t *testing.T) {
 					return
 				}
 				served.Add(1)
+				select {
+				case tick <- struct{}{}:
+				default:
+				}
 				e := res.echo
 				switch {
 				case res.status != 200:
@@ -82,11 +85,26 @@ func TestApplySwapUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// On a failed Apply too, the workers stop before the server closes.
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 	tables := []routing.Table{t2, t1}
-	// At least 400 swaps and 2000 requests, unless every worker gave up
-	// (their failures say why).
-	for i := 0; i < 400 || (served.Load() < 2000 && working.Load() > 0); i++ {
+	go func() {
+		wg.Wait()
+		close(quit)
+	}()
+	// 300 swaps, each after a few more requests, so that swaps and requests
+	// interleave however many CPUs there are. The loop ends early if every
+	// worker gave up (their failures say why).
+swaps:
+	for i := range 300 {
 		mustApply(t, p, tables[i%2])
+		for range 4 {
+			select {
+			case <-tick:
+			case <-quit:
+				break swaps
+			}
+		}
 	}
 	stop.Store(true)
 	wg.Wait()
