@@ -35,6 +35,19 @@ type Options struct {
 	// Defaults 500ms and 30s.
 	RetryMin, RetryMax time.Duration
 	Logger             *slog.Logger
+	// Observer, when set, is told about every apply attempt (for metrics).
+	Observer Observer
+}
+
+// Observer receives what the loop does. Its methods are called from the
+// loop's goroutine and must not block.
+type Observer interface {
+	// Applied reports one attempt to put a table live: how long the
+	// driver took and its error. converged is the time from the oldest
+	// change the table covers to the end of a successful apply.
+	Applied(driver string, took time.Duration, err error, converged time.Duration)
+	// Built reports every table built, applied or not.
+	Built(t routing.Table, problems []routing.Problem)
 }
 
 // Controller owns the loop. Create it with New, feed it with Update and
@@ -155,6 +168,9 @@ func (c *Controller) reconcile(ctx context.Context, p pending) error {
 	c.status.Problems = problems
 	c.mu.Unlock()
 	c.logProblems(prev.Problems, problems)
+	if c.opts.Observer != nil {
+		c.opts.Observer.Built(table, problems)
+	}
 
 	if prev.Applied && hash == prev.Hash {
 		return nil
@@ -162,6 +178,14 @@ func (c *Controller) reconcile(ctx context.Context, p pending) error {
 	start := time.Now()
 	err := c.safeApply(ctx, table)
 	took := time.Since(start)
+
+	if c.opts.Observer != nil {
+		var converged time.Duration
+		if err == nil {
+			converged = time.Since(p.at)
+		}
+		c.opts.Observer.Applied(c.driver.Name(), took, err, converged)
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

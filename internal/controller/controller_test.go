@@ -198,3 +198,42 @@ func TestUpdateNeverBlocks(t *testing.T) {
 		t.Errorf("mailbox holds port %d, want the newest (30099)", got)
 	}
 }
+
+type recordingObserver struct {
+	mu      sync.Mutex
+	applied []error
+	built   int
+}
+
+func (o *recordingObserver) Applied(_ string, _ time.Duration, err error, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.applied = append(o.applied, err)
+}
+
+func (o *recordingObserver) Built(routing.Table, []routing.Problem) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.built++
+}
+
+func TestObserverSeesBuildsAndApplies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDriver{failNext: 1}
+		obs := &recordingObserver{}
+		c, cancel := start(t, d, Options{RetryMin: time.Second, Observer: obs})
+		defer cancel()
+		s := snap(web("a", "a.example.com", 30000))
+		c.Update(s)
+		synctest.Wait()
+		time.Sleep(time.Second) // the retry succeeds
+		synctest.Wait()
+		c.Update(s) // unchanged: built, not applied
+		synctest.Wait()
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if obs.built != 3 || len(obs.applied) != 2 || obs.applied[0] == nil || obs.applied[1] != nil {
+			t.Errorf("observer saw %d builds and applies %v; want 3 builds and a failed then a good apply", obs.built, obs.applied)
+		}
+	})
+}

@@ -21,13 +21,13 @@ type Status struct {
 	Failures  int64 `json:"failures"`
 	// LastConvergence is the time from the oldest snapshot an apply covered
 	// to that apply's end.
-	LastConvergence time.Duration `json:"last_convergence"`
+	LastConvergence time.Duration `json:"last_convergence_ns"`
 }
 
 // Apply records one attempt to put a table live.
 type Apply struct {
 	At       time.Time     `json:"at"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"duration_ns"`
 	Hash     string        `json:"hash"`
 	Error    string        `json:"error,omitempty"`
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +42,9 @@ type Status struct {
 	Disconnects int64 `json:"disconnects"`
 	Resyncs     int64 `json:"resyncs"`
 	Events      int64 `json:"events"`
+	// EventsByKind counts events by "type/action", e.g. "container/start"
+	// (health_status events count as "container/health_status").
+	EventsByKind map[string]int64 `json:"events_by_kind"`
 }
 
 // Source watches one engine and publishes a Snapshot after every change.
@@ -74,7 +79,9 @@ func NewSource(cli *client.Client, opts SourceOptions) *Source {
 func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	st.EventsByKind = maps.Clone(s.status.EventsByKind)
+	return st
 }
 
 // Snapshot lists the engine once.
@@ -163,7 +170,14 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 			}
 			return fmt.Errorf("event stream: %w", err)
 		case msg := <-stream.Messages:
-			s.count(func(st *Status) { st.Events++ })
+			kind := string(msg.Type) + "/" + eventAction(msg.Action)
+			s.count(func(st *Status) {
+				st.Events++
+				if st.EventsByKind == nil {
+					st.EventsByKind = map[string]int64{}
+				}
+				st.EventsByKind[kind]++
+			})
 			s.log.Debug("docker event", "type", msg.Type, "action", msg.Action, "id", shortID(msg.Actor.ID))
 			changed, err := st.apply(ctx, s.cli, msg)
 			if err != nil {
@@ -295,7 +309,7 @@ func (st *state) apply(ctx context.Context, cli *client.Client, msg events.Messa
 		delete(st.draining, id)
 		return true, st.refresh(ctx, cli, id)
 	case action == events.ActionPause || action == events.ActionRename || action == events.ActionUpdate ||
-		len(action) >= len(events.ActionHealthStatus) && action[:len(events.ActionHealthStatus)] == events.ActionHealthStatus:
+		eventAction(action) == string(events.ActionHealthStatus):
 		return true, st.refresh(ctx, cli, id)
 	}
 	return false, nil
@@ -309,6 +323,15 @@ func (st *state) snapshot() Snapshot {
 	}
 	slices.SortFunc(out.Containers, func(a, b Container) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// eventAction folds "health_status: healthy" and its kin into
+// "health_status", so that actions form a small fixed set.
+func eventAction(a events.Action) string {
+	if strings.HasPrefix(string(a), string(events.ActionHealthStatus)) {
+		return string(events.ActionHealthStatus)
+	}
+	return string(a)
 }
 
 func shortID(id string) string {
