@@ -31,7 +31,7 @@ func parseContainer(c docker.Container, opts Options) (spec, []routing.Problem) 
 	r.aliases(&s)
 	r.tls(&s)
 	r.route(&s)
-	s.backend = routing.Backend{Address: r.address(opts), Container: c.ID, Name: c.Name}
+	s.backends = []routing.Backend{{Address: r.address(opts), Container: c.ID, Name: c.Name}}
 	return s, r.problems
 }
 

@@ -11,6 +11,7 @@ package discovery
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -43,26 +44,92 @@ type Options struct {
 // The table is normalized. Problems are sorted by Kind, Name, ID, Label,
 // Reason and Message; nil when there are none.
 func Build(snap docker.Snapshot, opts Options) (routing.Table, []routing.Problem) {
-	containers := slices.Clone(snap.Containers)
-	slices.SortFunc(containers, func(a, b docker.Container) int {
-		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID), cmp.Compare(a.Name, b.Name))
+	objects := make([]object, 0, len(snap.Containers)+len(snap.Services))
+	for _, c := range snap.Containers {
+		if participates(c) {
+			objects = append(objects, object{c: c, parse: func() ([]spec, []redirect, []routing.Problem) {
+				s, probs := parseContainer(c, opts)
+				return []spec{s}, nil, probs
+			}})
+		}
+	}
+	for _, svc := range snap.Services {
+		if serviceParticipates(svc) {
+			objects = append(objects, object{c: asContainer(svc), parse: func() ([]spec, []redirect, []routing.Problem) {
+				return parseService(svc, opts)
+			}})
+		}
+	}
+	slices.SortFunc(objects, func(a, b object) int {
+		return cmp.Or(a.c.Created.Compare(b.c.Created), cmp.Compare(a.c.ID, b.c.ID), cmp.Compare(a.c.Name, b.c.Name))
 	})
 	g := newGrouper()
 	var problems []routing.Problem
-	for _, c := range containers {
-		if !participates(c) {
+	var redirects []redirect
+	var defaultHost *spec
+	for _, o := range objects {
+		specs, reds, probs := o.parse()
+		if len(probs) > 0 {
+			problems = append(problems, probs...)
 			continue
 		}
-		s, probs := parseContainer(c, opts)
-		if len(probs) == 0 {
-			probs = g.add(s)
+		for _, s := range specs {
+			if s.isDefault && defaultHost != nil && defaultHost.host != s.host {
+				r := &reader{c: s.c, kind: s.kind}
+				r.problem(LabelLBDefaultBackend, routing.ReasonConflict, fmt.Sprintf(
+					"the default backend is already host %s of %s; only one host can be the default, remove %s here",
+					quote(defaultHost.host), defaultHost.origin(), LabelLBDefaultBackend))
+				problems = append(problems, r.problems...)
+				break
+			}
+			if probs := g.add(s); len(probs) > 0 {
+				problems = append(problems, probs...)
+				continue
+			}
+			if s.isDefault && defaultHost == nil {
+				defaultHost = &s
+			}
 		}
-		problems = append(problems, probs...)
+		redirects = append(redirects, reds...)
 	}
 	t := g.table()
+	if defaultHost != nil {
+		for i := range t.Hosts {
+			t.Hosts[i].Default = t.Hosts[i].Name == defaultHost.host
+		}
+	}
+	problems = append(problems, g.addRedirects(&t, redirects)...)
 	t.Normalize()
 	sortProblems(problems)
 	return t, problems
+}
+
+// object is one container or service that asks to be routed.
+type object struct {
+	c     docker.Container // a service in container shape (asContainer)
+	parse func() ([]spec, []redirect, []routing.Problem)
+}
+
+// addRedirects adds a redirecting host for each redirect whose name no
+// other host claims; the first redirect of a name wins.
+func (g *grouper) addRedirects(t *routing.Table, redirects []redirect) []routing.Problem {
+	var problems []routing.Problem
+	taken := map[string]string{}
+	for _, rd := range redirects {
+		r := &reader{c: rd.spec.c, kind: rd.spec.kind}
+		if owner := g.names[rd.from]; owner != nil {
+			r.problem(LabelLBRedirects, routing.ReasonConflict, fmt.Sprintf(
+				"redirects host %s, which %s serves; a host either serves or redirects, remove one", quote(rd.from), owner.def.origin()))
+		} else if by, ok := taken[rd.from]; ok {
+			r.problem(LabelLBRedirects, routing.ReasonConflict, fmt.Sprintf(
+				"host %s is already redirected by %s; remove one of the redirects", quote(rd.from), by))
+		} else {
+			taken[rd.from] = rd.spec.origin()
+			t.Hosts = append(t.Hosts, routing.Host{Name: rd.from, RedirectTo: rd.to})
+		}
+		problems = append(problems, r.problems...)
+	}
+	return problems
 }
 
 func sortProblems(p []routing.Problem) {

@@ -34,7 +34,7 @@ func newGrouper() *grouper {
 // add merges s, or returns the conflicts that keep it out. Nothing of a
 // refused spec is kept, so it cannot affect a later one.
 func (g *grouper) add(s spec) []routing.Problem {
-	r := &reader{c: s.c}
+	r := &reader{c: s.c, kind: s.kind}
 	g.checkNames(r, s)
 	h := g.hosts[s.host]
 	if h != nil {
@@ -56,7 +56,7 @@ func (g *grouper) add(s spec) []routing.Problem {
 		rt = &routeEntry{def: s}
 		h.routes[s.route.Path] = rt
 	}
-	rt.backends = append(rt.backends, s.backend)
+	rt.backends = append(rt.backends, s.backends...)
 	return nil
 }
 
@@ -75,8 +75,8 @@ func (g *grouper) checkNames(r *reader, s spec) {
 			role = "the host name"
 		}
 		r.problem(names[name], routing.ReasonConflict, fmt.Sprintf(
-			"name %s is already %s of host %s, defined by container %s; a name can belong to one host only, remove it here or give both containers the same host",
-			quote(name), role, quote(owner.def.host), owner.def.c.Name))
+			"name %s is already %s of host %s, defined by %s; a name can belong to one host only, remove it here or give both the same host",
+			quote(name), role, quote(owner.def.host), owner.def.origin()))
 	}
 }
 
@@ -93,8 +93,8 @@ func (g *grouper) checkHost(r *reader, h *hostEntry, s spec) {
 		other := h.routes[path].def
 		if other.route.Protocol == routing.TCP || s.route.Protocol == routing.TCP {
 			r.problem(LabelProtocol, routing.ReasonConflict, fmt.Sprintf(
-				"host %s already has route %s (protocol %s), defined by container %s; a tcp route must be the only route of its host",
-				quote(s.host), quote(path), other.route.Protocol, other.c.Name))
+				"host %s already has route %s (protocol %s), defined by %s; a tcp route must be the only route of its host",
+				quote(s.host), quote(path), other.route.Protocol, other.origin()))
 			return
 		}
 	}
@@ -109,10 +109,10 @@ func differ(r *reader, what string, def spec, want, got []setting) {
 			continue
 		}
 		differs[want[i].label] = true
-		l := want[i].label
-		r.problem(l, routing.ReasonConflict, fmt.Sprintf(
-			"%s is already defined by container %s with %s %s, this container has %s; give every container of the %s the same %s",
-			what, def.c.Name, l, showSetting(want[i].value), showSetting(got[i].value), what, l))
+		mine, theirs := labelOf(r.kindName(), want[i].label), describeLabel(def.kindName(), want[i].label)
+		r.problem(mine, routing.ReasonConflict, fmt.Sprintf(
+			"%s is already defined by %s with %s %s, this %s has %s; give every container or service of the %s the same setting",
+			what, def.origin(), theirs, showSetting(want[i].value), r.kindName(), showSetting(got[i].value), what))
 	}
 }
 
@@ -133,4 +133,47 @@ func (g *grouper) table() routing.Table {
 		t.Hosts = append(t.Hosts, host)
 	}
 	return t
+}
+
+// lbEquivalent maps a shared setting, named by its Interlock 1 label, to
+// the service label that sets it, or to "" when no one service label does.
+var lbEquivalent = map[string]string{
+	LabelAliasDomain:         "",
+	LabelSSL:                 "",
+	LabelSSLOnly:             LabelLBSSLOnly,
+	LabelSSLCert:             LabelLBSSLCert,
+	LabelSSLCertKey:          LabelLBSSLKey,
+	LabelProtocol:            "",
+	LabelContextRootRewrite:  LabelLBContextRootRewrite,
+	LabelWebSocketEndpoint:   LabelLBWebSocketEndpoints,
+	LabelHealthCheck:         "",
+	LabelHealthCheckInterval: "",
+	LabelBalanceAlgorithm:    LabelLBIPHash,
+	LabelBackendOption:       "",
+	LabelSSLBackend:          LabelLBSSLBackend,
+	LabelSSLBackendTLSVerify: LabelLBSSLBackendTLSVerify,
+}
+
+// labelOf names a shared setting in the dialect of kind: the label that
+// sets it there, or "" when none does (the sticky cookie on a container,
+// aliases or health checks on a service).
+func labelOf(kind, label string) string {
+	if kind == "service" {
+		if l, ok := lbEquivalent[label]; ok {
+			return l
+		}
+		return label
+	}
+	if label == LabelLBStickyCookie {
+		return ""
+	}
+	return label
+}
+
+// describeLabel names a setting for a message, even when no label sets it.
+func describeLabel(kind, label string) string {
+	if l := labelOf(kind, label); l != "" {
+		return l
+	}
+	return "the setting of " + label + " (no " + kind + " label sets it)"
 }

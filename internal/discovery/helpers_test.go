@@ -61,7 +61,7 @@ type wantProblem struct {
 func checkProblems(t *testing.T, got []routing.Problem, want []wantProblem) {
 	t.Helper()
 	for _, p := range got {
-		if p.Kind != "container" || p.ID == "" || p.Name == "" || p.Reason == "" || p.Message == "" {
+		if (p.Kind != "container" && p.Kind != "service") || p.ID == "" || p.Name == "" || p.Reason == "" || p.Message == "" {
 			t.Errorf("malformed problem %+v", p)
 		}
 		if strings.ContainsAny(p.Message, "\n\r\x00") {

@@ -12,6 +12,8 @@ import (
 // reader walks one container's labels and collects its problems.
 type reader struct {
 	c docker.Container
+	// kind is "container" (the zero value) or "service".
+	kind string
 	// values holds the interlock labels whose value passed checkValue.
 	values   map[string]string
 	problems []routing.Problem
@@ -61,13 +63,20 @@ func (r *reader) indexed(base string) []string {
 
 func (r *reader) problem(label, reason, msg string) {
 	r.problems = append(r.problems, routing.Problem{
-		Kind:    "container",
+		Kind:    r.kindName(),
 		ID:      r.c.ID,
 		Name:    r.c.Name,
 		Label:   label,
 		Reason:  reason,
 		Message: msg,
 	})
+}
+
+func (r *reader) kindName() string {
+	if r.kind == "" {
+		return "container"
+	}
+	return r.kind
 }
 
 func (r *reader) invalid(label string, err error) {

@@ -12,7 +12,10 @@ import (
 
 // spec is one container's routing request, every label validated.
 type spec struct {
-	c docker.Container
+	// c is the container, or for a service a container-shaped view of it
+	// (ID, Name, Created, Labels); kind says which.
+	c    docker.Container
+	kind string
 	// host is the lowercase primary host name; hostLabel is the label it
 	// came from, for problems.
 	host      string
@@ -21,8 +24,25 @@ type spec struct {
 	aliases map[string]string
 	tls     *routing.TLS
 	// route holds every route setting; Backends is empty.
-	route   routing.Route
-	backend routing.Backend
+	route    routing.Route
+	backends []routing.Backend
+	// isDefault asks for the default host (com.docker.lb.default_backend).
+	isDefault bool
+}
+
+func (s spec) kindName() string {
+	if s.kind == "" {
+		return "container"
+	}
+	return s.kind
+}
+
+// origin names the object a spec came from, for messages.
+func (s spec) origin() string {
+	if s.kind == "" {
+		return "container " + s.c.Name
+	}
+	return s.kind + " " + s.c.Name
 }
 
 // setting is one shared setting in canonical text form, so that two
@@ -53,9 +73,9 @@ func (s spec) hostSettings() []setting {
 	return []setting{
 		{label: LabelAliasDomain, value: strings.Join(s.aliasList(), ",")},
 		{label: LabelSSL, value: ssl},
-		{label: LabelSSLOnly, value: only},
-		{label: LabelSSLCert, value: cert},
-		{label: LabelSSLCertKey, value: key},
+		{label: LabelSSLOnly, value: only, parent: LabelSSL},
+		{label: LabelSSLCert, value: cert, parent: LabelSSL},
+		{label: LabelSSLCertKey, value: key, parent: LabelSSL},
 	}
 }
 
@@ -82,6 +102,7 @@ func (s spec) routeSettings() []setting {
 		{label: LabelBackendOption, value: joinSorted(r.BackendOptions)},
 		{label: LabelSSLBackend, value: backendTLS},
 		{label: LabelSSLBackendTLSVerify, value: verify, parent: LabelSSLBackend},
+		{label: LabelLBStickyCookie, value: r.StickyCookie},
 	}
 }
 

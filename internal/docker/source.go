@@ -27,7 +27,12 @@ type SourceOptions struct {
 	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
 	// after each failed attempt. Defaults 100ms and 5s.
 	BackoffMin, BackoffMax time.Duration
-	Logger                 *slog.Logger
+	// TaskPoll is how often a Swarm manager's tasks are listed when
+	// nothing suggests they are changing (tasks have no events). Default 1s;
+	// after a service event or a task container's event they are polled
+	// every 100ms for a while.
+	TaskPoll time.Duration
+	Logger   *slog.Logger
 }
 
 // Status describes the connection to the engine.
@@ -68,6 +73,9 @@ func NewSource(cli *client.Client, opts SourceOptions) *Source {
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = 5 * time.Second
 	}
+	if opts.TaskPoll <= 0 {
+		opts.TaskPoll = time.Second
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -90,6 +98,13 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", s.cli.DaemonHost(), err)
 	}
 	st := newState()
+	manager, err := isManager(ctx, s.cli)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if manager {
+		st.swarm = newSwarmState()
+	}
 	if err := st.listAll(ctx, s.cli); err != nil {
 		return Snapshot{}, err
 	}
@@ -146,10 +161,23 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
+	manager, err := isManager(ctx, s.cli)
+	if err != nil {
+		return err
+	}
+	types := []string{string(events.ContainerEventType), string(events.NetworkEventType)}
+	if manager {
+		types = append(types, string(events.ServiceEventType), string(events.NodeEventType))
+		if st.swarm == nil {
+			st.swarm = newSwarmState()
+		}
+	} else {
+		st.swarm = nil
+	}
 	// Subscribe before listing: whatever happens between the two is then
 	// both in the list and in the stream, never in neither.
 	stream := s.cli.Events(ctx, client.EventsListOptions{
-		Filters: make(client.Filters).Add("type", string(events.ContainerEventType), string(events.NetworkEventType)),
+		Filters: make(client.Filters).Add("type", types...),
 	})
 	if err := st.listAll(ctx, s.cli); err != nil {
 		return err
@@ -160,8 +188,32 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 
 	resync := time.NewTicker(s.opts.Resync)
 	defer resync.Stop()
+	// Tasks are polled on a timer that runs only on a manager, fast for a
+	// while after a hint that tasks change, slow otherwise.
+	var burstUntil time.Time
+	var taskPoll <-chan time.Time
+	nextPoll := func() {
+		if st.swarm == nil {
+			return
+		}
+		d := s.opts.TaskPoll
+		if time.Now().Before(burstUntil) {
+			d = min(d, burstPoll)
+		}
+		taskPoll = time.After(d)
+	}
+	nextPoll()
 	for {
 		select {
+		case <-taskPoll:
+			changed, err := st.swarm.pollTasks(ctx, s.cli)
+			if err != nil {
+				return err
+			}
+			if changed {
+				publish(st.snapshot())
+			}
+			nextPoll()
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-stream.Err:
@@ -179,12 +231,16 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 				st.EventsByKind[kind]++
 			})
 			s.log.Debug("docker event", "type", msg.Type, "action", msg.Action, "id", shortID(msg.Actor.ID))
-			changed, err := st.apply(ctx, s.cli, msg)
+			changed, burst, err := st.apply(ctx, s.cli, msg)
 			if err != nil {
 				return err
 			}
 			if changed {
 				publish(st.snapshot())
+			}
+			if burst && st.swarm != nil {
+				burstUntil = time.Now().Add(burstFor)
+				nextPoll()
 			}
 		case <-resync.C:
 			if err := st.listAll(ctx, s.cli); err != nil {
@@ -226,6 +282,8 @@ func (s *Source) count(f func(*Status)) {
 // state is what the source knows of the engine between events. It is
 // owned by the goroutine running Run.
 type state struct {
+	// swarm is nil unless the engine is a Swarm manager.
+	swarm      *swarmState
 	containers map[string]Container
 	// draining holds containers the engine was asked to stop: they stay
 	// out of the table even when a list still shows them running.
@@ -249,6 +307,11 @@ func (st *state) listAll(ctx context.Context, cli *client.Client) error {
 	for id := range st.draining {
 		if _, ok := next[id]; !ok {
 			delete(st.draining, id)
+		}
+	}
+	if st.swarm != nil {
+		if _, err := st.swarm.listAll(ctx, cli); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -277,43 +340,63 @@ var terminating = map[string]bool{
 	"3": true, "SIGQUIT": true, "QUIT": true,
 }
 
-// apply updates the state for one event and reports whether it may have
-// changed anything routable.
-func (st *state) apply(ctx context.Context, cli *client.Client, msg events.Message) (bool, error) {
-	if msg.Type == events.NetworkEventType {
+// apply updates the state for one event. It reports whether the event may
+// have changed anything routable, and whether Swarm tasks are likely to be
+// changing (poll them fast for a while).
+func (st *state) apply(ctx context.Context, cli *client.Client, msg events.Message) (changed, burst bool, err error) {
+	switch msg.Type {
+	case events.NetworkEventType:
 		id := msg.Actor.Attributes["container"]
 		if id == "" || (msg.Action != events.ActionConnect && msg.Action != events.ActionDisconnect) {
-			return false, nil
+			return false, false, nil
 		}
-		return true, st.refresh(ctx, cli, id)
+		return true, false, st.refresh(ctx, cli, id)
+	case events.ServiceEventType, events.NodeEventType:
+		if st.swarm == nil {
+			return false, false, nil
+		}
+		changed, err := st.swarm.listAll(ctx, cli)
+		return changed, true, err
 	}
 	id := msg.Actor.ID
+	// A task's container carries its task ID: on this node its events tell
+	// of task changes before any poll would.
+	task := msg.Actor.Attributes[swarmTaskLabel]
 	switch action := msg.Action; {
 	case action == events.ActionKill:
 		if !terminating[msg.Actor.Attributes["signal"]] || st.draining[id] {
-			return false, nil
+			return false, task != "", nil
 		}
 		// Take it out now, without another API call: the process is about
 		// to get the signal, and every millisecond counts.
 		st.draining[id] = true
-		return true, nil
+		if task != "" && st.swarm != nil {
+			st.swarm.drainTask(task)
+		}
+		return true, task != "", nil
 	case action == events.ActionStop || action == events.ActionDie:
 		st.draining[id] = true
-		return true, st.refresh(ctx, cli, id)
+		if task != "" && st.swarm != nil {
+			st.swarm.drainTask(task)
+		}
+		return true, task != "", st.refresh(ctx, cli, id)
 	case action == events.ActionDestroy:
 		delete(st.draining, id)
 		_, had := st.containers[id]
 		delete(st.containers, id)
-		return had, nil
+		return had, task != "", nil
 	case action == events.ActionStart || action == events.ActionRestart || action == events.ActionUnPause:
 		delete(st.draining, id)
-		return true, st.refresh(ctx, cli, id)
+		return true, task != "", st.refresh(ctx, cli, id)
 	case action == events.ActionPause || action == events.ActionRename || action == events.ActionUpdate ||
 		eventAction(action) == string(events.ActionHealthStatus):
-		return true, st.refresh(ctx, cli, id)
+		return true, task != "", st.refresh(ctx, cli, id)
 	}
-	return false, nil
+	return false, false, nil
 }
+
+// swarmTaskLabel is the label Swarm puts on a task's container.
+const swarmTaskLabel = "com.docker.swarm.task.id"
 
 func (st *state) snapshot() Snapshot {
 	out := Snapshot{Containers: make([]Container, 0, len(st.containers))}
@@ -322,6 +405,10 @@ func (st *state) snapshot() Snapshot {
 		out.Containers = append(out.Containers, c)
 	}
 	slices.SortFunc(out.Containers, func(a, b Container) int { return cmp.Compare(a.ID, b.ID) })
+	if st.swarm != nil {
+		out.Swarm = true
+		out.Services = st.swarm.snapshotServices()
+	}
 	return out
 }
 

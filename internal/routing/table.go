@@ -28,8 +28,16 @@ type Host struct {
 	Name    string   `json:"name"`
 	Aliases []string `json:"aliases,omitempty"`
 	// TLS is nil for a plain-HTTP host.
-	TLS    *TLS    `json:"tls,omitempty"`
-	Routes []Route `json:"routes"`
+	TLS *TLS `json:"tls,omitempty"`
+	// Default makes this host answer requests for names no host claims
+	// (com.docker.lb.default_backend). At most one host is the default.
+	Default bool `json:"default,omitempty"`
+	// RedirectTo, when set, answers every request for this host with a
+	// permanent redirect to this base URL ("https://new.example.com",
+	// scheme and host only), keeping the path and query; such a host has
+	// no routes (com.docker.lb.redirects).
+	RedirectTo string  `json:"redirect_to,omitempty"`
+	Routes     []Route `json:"routes"`
 }
 
 // TLS holds a host's certificate settings. CertFile and KeyFile are paths
@@ -40,6 +48,10 @@ type TLS struct {
 	KeyFile  string `json:"key_file,omitempty"`
 	// Only redirects plain HTTP requests for this host to HTTPS.
 	Only bool `json:"only,omitempty"`
+	// Passthrough hands the TLS connection to the backends undecrypted,
+	// chosen by SNI (com.docker.lb.ssl_passthrough); the proxy holds no
+	// certificate for the host.
+	Passthrough bool `json:"passthrough,omitempty"`
 }
 
 // Balance names a load-balancing algorithm. The zero value means RoundRobin.
@@ -88,7 +100,10 @@ type Route struct {
 	BackendOptions []string `json:"backend_options,omitempty"`
 	// BackendTLS is nil when backends speak plain HTTP.
 	BackendTLS *BackendTLS `json:"backend_tls,omitempty"`
-	Backends   []Backend   `json:"backends"`
+	// StickyCookie, when set, names a cookie that pins a client to the
+	// backend it first reached (com.docker.lb.sticky_session_cookie).
+	StickyCookie string    `json:"sticky_cookie,omitempty"`
+	Backends     []Backend `json:"backends"`
 }
 
 // HealthCheck is an active HTTP health check against each backend.
@@ -109,8 +124,13 @@ type Backend struct {
 	Address string `json:"address"`
 	// Container is the full container ID, when the backend is a container.
 	Container string `json:"container,omitempty"`
-	// Name is a human name for the backend: the container name.
+	// Name is a human name for the backend: the container name, or
+	// service.slot for a Swarm task.
 	Name string `json:"name,omitempty"`
+	// Task and Node identify a Swarm task and the node (host name) it runs
+	// on; empty for plain containers.
+	Task string `json:"task,omitempty"`
+	Node string `json:"node,omitempty"`
 }
 
 // Names returns the primary name followed by the aliases.
@@ -137,7 +157,7 @@ func (t *Table) Normalize() {
 			r.WebSocketPaths = sortedUnique(r.WebSocketPaths)
 			r.BackendOptions = sortedUnique(r.BackendOptions)
 			slices.SortFunc(r.Backends, func(a, b Backend) int {
-				return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Container, b.Container))
+				return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Container, b.Container), cmp.Compare(a.Task, b.Task))
 			})
 			r.Backends = slices.CompactFunc(r.Backends, func(a, b Backend) bool { return a == b })
 		}

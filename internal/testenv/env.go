@@ -66,6 +66,8 @@ type Env struct {
 
 	imageMu sync.Mutex
 	image   string // backend image tag, once built or found
+	// interlockImage is the Interlock image tag, once built (imageMu).
+	interlockImage string
 }
 
 // New connects to the engine (DOCKER_HOST and the other DOCKER_* variables,

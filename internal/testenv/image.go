@@ -30,8 +30,6 @@ const BackendRepo = "interlock-test-backend"
 // backendPath is where the fixture binary lives inside the image.
 const backendPath = "/backend"
 
-// backendDockerfile is the whole image: the static binary and nothing else.
-const backendDockerfile = "FROM scratch\nCOPY backend " + backendPath + "\nENTRYPOINT [\"" + backendPath + "\"]\n"
 
 // BackendImage returns the tag of the backend fixture image built from
 // testdata/backend, building it the first time: go build (CGO_ENABLED=0,
@@ -57,104 +55,128 @@ func (e *Env) BackendImage(ctx context.Context) (string, error) {
 }
 
 func (e *Env) buildBackend(ctx context.Context) (string, error) {
-	tmp, err := os.MkdirTemp("", "interlock-backend-")
+	return e.buildGoImage(ctx, goImage{repo: BackendRepo, kind: "backend", bin: "backend", source: backendSource})
+}
+
+// goImage is a FROM scratch image of one static Go program.
+type goImage struct {
+	repo string // image repository; the tag is a content hash
+	kind string // value of the LabelImage label
+	bin  string // binary name, at /bin in the image, its entrypoint
+	// source returns the directory of the main package.
+	source func(ctx context.Context) (string, error)
+}
+
+func (g goImage) dockerfile() string {
+	return "FROM scratch\nCOPY " + g.bin + " /" + g.bin + "\nENTRYPOINT [\"/" + g.bin + "\"]\n"
+}
+
+// buildGoImage compiles g statically and builds its image, unless the
+// engine already has the tag for that content.
+func (e *Env) buildGoImage(ctx context.Context, g goImage) (string, error) {
+	tmp, err := os.MkdirTemp("", "interlock-"+g.kind+"-")
 	if err != nil {
-		return "", fmt.Errorf("backend image: %w", err)
+		return "", fmt.Errorf("%s image: %w", g.kind, err)
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := compileBackend(ctx, tmp)
+	src, err := g.source(ctx)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s image: %w", g.kind, err)
+	}
+	bin, err := compileStatic(ctx, src, filepath.Join(tmp, g.bin))
+	if err != nil {
+		return "", fmt.Errorf("%s image: %w", g.kind, err)
 	}
 	sum := sha256.New()
 	sum.Write(bin)
-	sum.Write([]byte(backendDockerfile))
+	sum.Write([]byte(g.dockerfile()))
 	sum.Write([]byte(LabelTest + LabelImage)) // image labels are part of its content
-	tag := BackendRepo + ":" + hex.EncodeToString(sum.Sum(nil))[:16]
+	tag := g.repo + ":" + hex.EncodeToString(sum.Sum(nil))[:16]
 
 	// Test binaries of several packages start at once: one builds, the
 	// others then find the tag.
-	unlock, err := lockFile(filepath.Join(os.TempDir(), BackendRepo+".lock"))
+	unlock, err := lockFile(filepath.Join(os.TempDir(), g.repo+".lock"))
 	if err != nil {
-		return "", fmt.Errorf("backend image: %w", err)
+		return "", fmt.Errorf("%s image: %w", g.kind, err)
 	}
 	defer unlock()
 
 	if _, err := e.Client.ImageInspect(ctx, tag); err == nil {
 		return tag, nil
 	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("backend image: inspect %s: %w", tag, err)
+		return "", fmt.Errorf("%s image: inspect %s: %w", g.kind, tag, err)
 	}
-	buildCtx, err := backendContext(bin)
+	buildCtx, err := buildContext(g, bin)
 	if err != nil {
-		return "", fmt.Errorf("backend image: %w", err)
+		return "", fmt.Errorf("%s image: %w", g.kind, err)
 	}
 	res, err := e.Client.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
 		Tags:        []string{tag},
 		Dockerfile:  "Dockerfile",
 		Remove:      true,
 		ForceRemove: true,
-		Labels:      map[string]string{LabelTest: "1", LabelImage: "backend"},
+		Labels:      map[string]string{LabelTest: "1", LabelImage: g.kind},
 		Version:     build.BuilderV1, // no BuildKit session needed for FROM scratch
 	})
 	if err != nil {
-		return "", fmt.Errorf("backend image: build %s: %w", tag, err)
+		return "", fmt.Errorf("%s image: build %s: %w", g.kind, tag, err)
 	}
 	defer res.Body.Close()
 	if err := readBuildOutput(res.Body); err != nil {
-		return "", fmt.Errorf("backend image: build %s: %w", tag, err)
+		return "", fmt.Errorf("%s image: build %s: %w", g.kind, tag, err)
 	}
 	if _, err := e.Client.ImageInspect(ctx, tag); err != nil {
-		return "", fmt.Errorf("backend image: %s missing after build: %w", tag, err)
+		return "", fmt.Errorf("%s image: %s missing after build: %w", g.kind, tag, err)
 	}
 	return tag, nil
 }
 
-// compileBackend builds the fixture program into dir and returns the binary.
-func compileBackend(ctx context.Context, dir string) ([]byte, error) {
-	src, err := backendSource(ctx)
-	if err != nil {
-		return nil, err
-	}
+// compileStatic builds the main package in src into out and returns the
+// binary.
+func compileStatic(ctx context.Context, src, out string) ([]byte, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return nil, fmt.Errorf("backend image: go tool not in PATH: %w", err)
+		return nil, fmt.Errorf("go tool not in PATH: %w", err)
 	}
-	out := filepath.Join(dir, "backend")
 	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = src
 	// GOFLAGS is cleared so that flags meant for the tests (-race needs cgo)
-	// never reach this standard-library-only static build.
+	// never reach this static build.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("backend image: go build in %s: %w\n%s", src, err, b)
+		return nil, fmt.Errorf("go build in %s: %w\n%s", src, err, b)
 	}
-	bin, err := os.ReadFile(out)
-	if err != nil {
-		return nil, fmt.Errorf("backend image: %w", err)
-	}
-	return bin, nil
+	return os.ReadFile(out)
 }
 
-// backendSource finds testdata/backend next to this file, or through
-// go list when the test binary was built with -trimpath.
+// backendSource finds testdata/backend next to this file.
 func backendSource(ctx context.Context) (string, error) {
+	dir, err := packageDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "testdata", "backend"), nil
+}
+
+// packageDir is this package's source directory, found from this file or,
+// when the test binary was built with -trimpath, through go list.
+func packageDir(ctx context.Context) (string, error) {
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		dir := filepath.Join(filepath.Dir(file), "testdata", "backend")
-		if _, err := os.Stat(filepath.Join(dir, "main.go")); err == nil {
+		dir := filepath.Dir(file)
+		if _, err := os.Stat(filepath.Join(dir, "testdata", "backend", "main.go")); err == nil {
 			return dir, nil
 		}
 	}
 	out, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", "github.com/interlock-proxy/interlock/internal/testenv").Output()
 	if err != nil {
-		return "", fmt.Errorf("backend image: find testdata/backend: go list: %w", err)
+		return "", fmt.Errorf("find the testenv package: go list: %w", err)
 	}
-	return filepath.Join(strings.TrimSpace(string(out)), "testdata", "backend"), nil
+	return strings.TrimSpace(string(out)), nil
 }
 
-// backendContext returns the build context: a tar of the Dockerfile and the
+// buildContext returns the build context: a tar of the Dockerfile and the
 // binary.
-func backendContext(bin []byte) (io.Reader, error) {
+func buildContext(g goImage, bin []byte) (io.Reader, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
@@ -163,8 +185,8 @@ func backendContext(bin []byte) (io.Reader, error) {
 		mode int64
 		data []byte
 	}{
-		{"Dockerfile", 0o644, []byte(backendDockerfile)},
-		{"backend", 0o755, bin},
+		{"Dockerfile", 0o644, []byte(g.dockerfile())},
+		{g.bin, 0o755, bin},
 	}
 	for _, f := range files {
 		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}

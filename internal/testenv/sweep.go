@@ -11,7 +11,7 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Sweep removes every container, network and volume of this run, whoever
+// Sweep removes every service, container, network and volume of this run, whoever
 // created it. Call it from TestMain after m.Run (Main does), so objects whose
 // t.Cleanup never ran (a panic, a forgotten cleanup) do not outlive the run.
 func (e *Env) Sweep(ctx context.Context) error {
@@ -32,6 +32,20 @@ func (e *Env) sweepStale(ctx context.Context) error {
 func (e *Env) sweep(ctx context.Context, label string, remove func(map[string]string) bool) error {
 	f := make(client.Filters).Add("label", label)
 	var errs []error
+
+	// Services first: their tasks' containers carry the labels too, and
+	// would only be started again. Listing fails on a non-manager; that
+	// simply means there are no services.
+	if svcs, err := e.Client.ServiceList(ctx, client.ServiceListOptions{Filters: f}); err == nil {
+		for _, s := range svcs.Items {
+			if !remove(s.Spec.Labels) {
+				continue
+			}
+			if _, err := e.Client.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("sweep: remove service %s: %w", s.Spec.Name, err))
+			}
+		}
+	}
 
 	cs, err := e.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
