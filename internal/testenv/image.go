@@ -30,7 +30,6 @@ const BackendRepo = "interlock-test-backend"
 // backendPath is where the fixture binary lives inside the image.
 const backendPath = "/backend"
 
-
 // BackendImage returns the tag of the backend fixture image built from
 // testdata/backend, building it the first time: go build (CGO_ENABLED=0,
 // -trimpath, -ldflags=-s -w) into a temporary directory, then an image FROM
