@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -58,6 +59,35 @@ func NewClient(e Endpoint) (*client.Client, error) {
 		return nil, fmt.Errorf("docker host %q: %w", host, err)
 	}
 	return cli, nil
+}
+
+// explainTLS adds what to do to the TLS failures users meet when they
+// point Interlock at a manager's port 2376.
+func explainTLS(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var hint string
+	switch {
+	case strings.Contains(msg, "certificate required"):
+		hint = "the engine demands a client certificate: give --tls-cert and --tls-key (or DOCKER_CERT_PATH with cert.pem and key.pem)"
+	case strings.Contains(msg, "unknown certificate authority") || strings.Contains(msg, "bad certificate"):
+		hint = "the engine refused the client certificate: it is not signed by a CA the engine trusts (dockerd --tlscacert)"
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		hint = "the engine's certificate is not signed by --tls-ca: give the CA that signed it (ca.pem)"
+	case strings.Contains(msg, "certificate is valid for") || strings.Contains(msg, "doesn't contain any IP SANs"):
+		hint = "the engine's certificate does not name the host in --docker-host: connect by a name or IP its certificate lists"
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		hint = "the engine speaks plain HTTP on that port: remove the TLS settings, or enable TLS on the engine (dockerd --tlsverify)"
+	case strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "malformed HTTP response") ||
+		strings.Contains(msg, `"http://`) && strings.HasSuffix(msg, "EOF"):
+		// A TLS engine hangs up on a plain HTTP request: EOF on http://.
+		hint = "the engine speaks TLS on that port: give --tls-ca, --tls-cert, --tls-key and --tls-verify (or DOCKER_CERT_PATH and DOCKER_TLS_VERIFY=1)"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, hint)
 }
 
 func clientTLS(e Endpoint) (*tls.Config, error) {

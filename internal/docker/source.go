@@ -95,7 +95,7 @@ func (s *Source) Status() Status {
 // Snapshot lists the engine once.
 func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 	if _, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", s.cli.DaemonHost(), err)
+		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", s.cli.DaemonHost(), explainTLS(err))
 	}
 	st := newState()
 	manager, err := isManager(ctx, s.cli)
@@ -159,7 +159,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	defer cancel()
 	ping, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {
-		return fmt.Errorf("ping: %w", err)
+		return fmt.Errorf("ping: %w", explainTLS(err))
 	}
 	manager, err := isManager(ctx, s.cli)
 	if err != nil {
