@@ -35,7 +35,7 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 bench-convergence:
-	RUN_BENCH=1 $(GO) test -count=1 -run 'TestConvergenceBenchmark|TestIdleBenchmark' -v -timeout 20m ./cmd/interlock/
+	RUN_BENCH=1 $(GO) test -count=1 -run 'TestConvergenceBenchmark|TestIdleBenchmark|TestSwarmBenchmark' -v -timeout 20m ./cmd/interlock/
 
 fuzz:
 	./scripts/fuzz.sh 20s

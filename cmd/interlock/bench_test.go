@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/testenv"
+	"github.com/moby/moby/api/types/swarm"
 )
 
 // The scripted benchmarks run the real binary as its own process and are
@@ -191,4 +194,116 @@ func rss(t *testing.T, pid int) string {
 		}
 	}
 	return "?"
+}
+
+// TestSwarmBenchmark times, on a one-node swarm with Interlock in a
+// container on the overlay: scale 1 -> 5 until every new task answers
+// through the proxy, and a start-first rolling update of 5 tasks under
+// load, counting failed requests.
+func TestSwarmBenchmark(t *testing.T) {
+	e := needBench(t)
+	ctx := context.Background()
+	created, err := e.EnsureSwarm(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created {
+		t.Cleanup(func() { _ = e.LeaveSwarm(context.Background()) })
+	}
+	ov := e.Overlay(t)
+	il := e.RunInterlock(t, ov, "--log-level", "info")
+	waitReady(t, il.API)
+	host := hostFor(t, "bench")
+	svc := e.Service(t, testenv.ServiceSpec{
+		Name: "bench", Replicas: 1, Network: ov,
+		Labels: map[string]string{"com.docker.lb.hosts": host, "com.docker.lb.port": "8000"},
+		Env:    map[string]string{"DRAIN_DELAY": "2s"}, StopGrace: 10 * time.Second, StartFirst: true,
+	})
+	waitProxy(t, il.Proxy, host, http.StatusOK, 60*time.Second)
+
+	for round := range 3 {
+		if err := e.Scale(ctx, svc, 5); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		var running time.Duration
+		seen := map[string]bool{}
+		for len(seen) < 5 {
+			if running == 0 {
+				if n, _ := e.RunningTasks(ctx, svc); n == 5 {
+					running = time.Since(began)
+				}
+			}
+			if r, err := proxyGet(il.Proxy, host, "/fast"); err == nil && r.code == http.StatusOK {
+				seen[r.backend] = true
+			}
+			if time.Since(began) > time.Minute {
+				t.Fatalf("only %d tasks answered after a minute", len(seen))
+			}
+		}
+		t.Logf("round %d: scale 1 -> 5: all 5 tasks running after %v, all answering through the proxy after %v",
+			round, running.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		if err := e.Scale(ctx, svc, 1); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, time.Minute, "one backend", func() error {
+			if n := backendsOf(routesOf(t, il.API), host); n != 1 {
+				return fmt.Errorf("%d backends", n)
+			}
+			return nil
+		})
+	}
+
+	if err := e.Scale(ctx, svc, 5); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, time.Minute, "five backends", func() error {
+		if n := backendsOf(routesOf(t, il.API), host); n != 5 {
+			return fmt.Errorf("%d backends", n)
+		}
+		return nil
+	})
+	stop := make(chan struct{})
+	var total, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := proxyGet(il.Proxy, host, "/fast")
+				total.Add(1)
+				if err != nil || r.code != http.StatusOK {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	began := time.Now()
+	if err := e.UpdateService(ctx, svc, func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, "VERSION=2")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 3*time.Minute, "rolling update completed", func() error {
+		res, err := e.Client.ServiceInspect(ctx, svc, swarmInspect)
+		if err != nil {
+			return err
+		}
+		if us := res.Service.UpdateStatus; us == nil || us.State != swarm.UpdateStateCompleted {
+			return fmt.Errorf("update status %+v", us)
+		}
+		return nil
+	})
+	took := time.Since(began)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("rolling update of 5 tasks (start-first, parallelism 1): %v; %d requests through the proxy, %d failed",
+		took.Round(time.Millisecond), total.Load(), failed.Load())
 }
