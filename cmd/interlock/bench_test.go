@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,27 +261,7 @@ func TestSwarmBenchmark(t *testing.T) {
 		}
 		return nil
 	})
-	stop := make(chan struct{})
-	var total, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r, err := proxyGet(il.Proxy, host, "/fast")
-				total.Add(1)
-				if err != nil || r.code != http.StatusOK {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
+	l := startLoad(4, func() (response, error) { return proxyGet(il.Proxy, host, "/fast") })
 	began := time.Now()
 	if err := e.UpdateService(ctx, svc, func(s *swarm.ServiceSpec) {
 		s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, "VERSION=2")
@@ -302,8 +280,7 @@ func TestSwarmBenchmark(t *testing.T) {
 	})
 	took := time.Since(began)
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
-	t.Logf("rolling update of 5 tasks (start-first, parallelism 1): %v; %d requests through the proxy, %d failed",
-		took.Round(time.Millisecond), total.Load(), failed.Load())
+	total, failed, first := l.Stop()
+	t.Logf("rolling update of 5 tasks (start-first, parallelism 1): %v; %d requests through the proxy, %d failed (first: %v)",
+		took.Round(time.Millisecond), total, failed, first)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,4 +223,45 @@ func labelsFor(host string, extra ...string) map[string]string {
 		l[extra[i]] = extra[i+1]
 	}
 	return l
+}
+
+// load sends requests from several clients until stopped, counting the
+// failures (an error or any status but 200).
+type load struct {
+	stop          chan struct{}
+	wg            sync.WaitGroup
+	total, failed atomic.Int64
+	first         atomic.Value // the first failure, as text
+}
+
+// startLoad runs clients goroutines, each calling get in a loop.
+func startLoad(clients int, get func() (response, error)) *load {
+	l := &load{stop: make(chan struct{})}
+	for range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				r, err := get()
+				l.total.Add(1)
+				if err != nil || r.code != http.StatusOK {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, fmt.Sprintf("%v %d %s", err, r.code, strings.TrimSpace(r.body)))
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// Stop ends the load and returns the totals.
+func (l *load) Stop() (total, failed int64, first any) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.total.Load(), l.failed.Load(), l.first.Load()
 }

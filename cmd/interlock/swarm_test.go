@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,30 +108,10 @@ func TestSwarm(t *testing.T) {
 			}
 			return nil
 		})
-		stop := make(chan struct{})
-		var total, failed atomic.Int64
-		var first atomic.Value
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					r, err := proxyGet(il.Proxy, host, "/")
-					total.Add(1)
-					if err != nil || r.code != http.StatusOK {
-						failed.Add(1)
-						first.CompareAndSwap(nil, fmt.Sprintf("%v %d %s", err, r.code, strings.TrimSpace(r.body)))
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			}()
-		}
+		l := startLoad(4, func() (response, error) {
+			time.Sleep(5 * time.Millisecond)
+			return proxyGet(il.Proxy, host, "/")
+		})
 		began := time.Now()
 		if err := e.UpdateService(ctx, svc, func(s *swarm.ServiceSpec) {
 			s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, "VERSION=2")
@@ -152,11 +130,10 @@ func TestSwarm(t *testing.T) {
 		})
 		took := time.Since(began)
 		time.Sleep(3 * time.Second) // the last old task drains and dies meanwhile
-		close(stop)
-		wg.Wait()
-		t.Logf("rolling update of 2 tasks (start-first): %v; %d requests, %d failed", took.Round(time.Millisecond), total.Load(), failed.Load())
-		if failed.Load() > 0 {
-			t.Errorf("%d of %d requests failed during the rolling update; first: %v", failed.Load(), total.Load(), first.Load())
+		total, failed, first := l.Stop()
+		t.Logf("rolling update of 2 tasks (start-first): %v; %d requests, %d failed", took.Round(time.Millisecond), total, failed)
+		if failed > 0 {
+			t.Errorf("%d of %d requests failed during the rolling update; first: %v", failed, total, first)
 		}
 	})
 

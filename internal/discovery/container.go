@@ -135,7 +135,7 @@ func (r *reader) route(s *spec) {
 			rt.BackendOptions = append(rt.BackendOptions, o)
 		}
 	}
-	rt.BackendTLS = r.backendTLS()
+	rt.BackendTLS = r.backendTLS(LabelSSLBackend, LabelSSLBackendTLSVerify)
 	s.route = rt
 }
 
@@ -171,11 +171,13 @@ func (r *reader) balance() routing.Balance {
 	return routing.RoundRobin
 }
 
-func (r *reader) backendTLS() *routing.BackendTLS {
-	on, onOK := read(r, LabelSSLBackend, parseBool)
-	verify, verifyOK := read(r, LabelSSLBackendTLSVerify, parseVerify)
-	if r.has(LabelSSLBackendTLSVerify) && (!r.has(LabelSSLBackend) || onOK && !on) {
-		r.invalidf(LabelSSLBackendTLSVerify, "is set but %s is not true, set %s=true or remove it", LabelSSLBackend, LabelSSLBackend)
+// backendTLS reads the backend TLS switch and its verify mode from the
+// labels of either dialect.
+func (r *reader) backendTLS(onLabel, verifyLabel string) *routing.BackendTLS {
+	on, onOK := read(r, onLabel, parseBool)
+	verify, verifyOK := read(r, verifyLabel, parseVerify)
+	if r.has(verifyLabel) && (!r.has(onLabel) || onOK && !on) {
+		r.invalidf(verifyLabel, "is set but %s is not true, set %s=true or remove it", onLabel, onLabel)
 	}
 	if !on {
 		return nil

@@ -191,17 +191,7 @@ func (r *reader) lbRoute() routing.Route {
 	if c, ok := read(r, LabelLBStickyCookie, parseCookieName); ok {
 		rt.StickyCookie = c
 	}
-	on, onOK := read(r, LabelLBSSLBackend, parseBool)
-	verify, verifyOK := read(r, LabelLBSSLBackendTLSVerify, parseVerify)
-	if r.has(LabelLBSSLBackendTLSVerify) && (!r.has(LabelLBSSLBackend) || onOK && !on) {
-		r.invalidf(LabelLBSSLBackendTLSVerify, "is set but %s is not true, set %s=true or remove it", LabelLBSSLBackend, LabelLBSSLBackend)
-	}
-	if on {
-		if !verifyOK {
-			verify = true
-		}
-		rt.BackendTLS = &routing.BackendTLS{Verify: verify}
-	}
+	rt.BackendTLS = r.backendTLS(LabelLBSSLBackend, LabelLBSSLBackendTLSVerify)
 	return rt
 }
 
