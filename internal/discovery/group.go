@@ -63,6 +63,9 @@ func (g *grouper) add(s spec) []routing.Problem {
 // checkNames refuses s when its host name or an alias already belongs to
 // another host: a name can answer for one host only.
 func (g *grouper) checkNames(r *reader, s spec) {
+	if !g.claimedElsewhere(s) {
+		return
+	}
 	names := map[string]string{s.host: s.hostLabel}
 	maps.Copy(names, s.aliases)
 	for _, name := range slices.Sorted(maps.Keys(names)) {
@@ -80,13 +83,31 @@ func (g *grouper) checkNames(r *reader, s spec) {
 	}
 }
 
+// claimedElsewhere reports whether any name of s belongs to another host:
+// the cheap test before checkNames builds its ordered report.
+func (g *grouper) claimedElsewhere(s spec) bool {
+	if owner := g.names[s.host]; owner != nil && owner.def.host != s.host {
+		return true
+	}
+	for a := range s.aliases {
+		if owner := g.names[a]; owner != nil && owner.def.host != s.host {
+			return true
+		}
+	}
+	return false
+}
+
 // checkHost refuses s when it disagrees with host h on a per-host setting
 // or, when it joins an existing route, on a per-route setting; and when a
 // tcp route would share its host with any other route.
 func (g *grouper) checkHost(r *reader, h *hostEntry, s spec) {
-	differ(r, "host "+quote(s.host), h.def, h.def.hostSettings(), s.hostSettings())
+	if !sameHostSettings(h.def, s) {
+		differ(r, "host "+quote(s.host), h.def, h.def.hostSettings(), s.hostSettings())
+	}
 	if rt := h.routes[s.route.Path]; rt != nil {
-		differ(r, "route "+quote(s.host+s.route.Path), rt.def, rt.def.routeSettings(), s.routeSettings())
+		if !sameRouteSettings(rt.def.route, s.route) {
+			differ(r, "route "+quote(s.host+s.route.Path), rt.def, rt.def.routeSettings(), s.routeSettings())
+		}
 		return
 	}
 	for _, path := range slices.Sorted(maps.Keys(h.routes)) {
@@ -164,7 +185,7 @@ func labelOf(kind, label string) string {
 		}
 		return label
 	}
-	if label == LabelLBStickyCookie {
+	if label == LabelLBStickyCookie || label == LabelLBSSLPassthrough {
 		return ""
 	}
 	return label

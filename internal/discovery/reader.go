@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/interlock-proxy/interlock/internal/docker"
@@ -24,7 +23,8 @@ type reader struct {
 // any grammar runs.
 func newReader(c docker.Container) *reader {
 	r := &reader{c: c, values: make(map[string]string)}
-	for _, key := range slices.Sorted(maps.Keys(c.Labels)) {
+	// Label order does not matter: problems are sorted at the end of Build.
+	for key, v := range c.Labels {
 		switch kind, _ := classify(key); kind {
 		case labelForeign, labelIgnored:
 			continue
@@ -32,7 +32,6 @@ func newReader(c docker.Container) *reader {
 			r.problem(safeLabel(key), routing.ReasonInvalidLabel, unknownLabelMessage(key))
 			continue
 		}
-		v := c.Labels[key]
 		if err := checkValue(v); err != nil {
 			r.invalid(key, err)
 			continue

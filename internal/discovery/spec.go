@@ -66,9 +66,10 @@ func (s spec) aliasList() []string {
 // hostSettings are the settings every container of one host must share.
 // The order is fixed, so two lists compare index by index.
 func (s spec) hostSettings() []setting {
-	ssl, only, cert, key := "false", "false", "", ""
+	ssl, only, cert, key, pass := "false", "false", "", "", "false"
 	if s.tls != nil {
 		ssl, only, cert, key = "true", strconv.FormatBool(s.tls.Only), s.tls.CertFile, s.tls.KeyFile
+		pass = strconv.FormatBool(s.tls.Passthrough)
 	}
 	return []setting{
 		{label: LabelAliasDomain, value: strings.Join(s.aliasList(), ",")},
@@ -76,6 +77,7 @@ func (s spec) hostSettings() []setting {
 		{label: LabelSSLOnly, value: only, parent: LabelSSL},
 		{label: LabelSSLCert, value: cert, parent: LabelSSL},
 		{label: LabelSSLCertKey, value: key, parent: LabelSSL},
+		{label: LabelLBSSLPassthrough, value: pass, parent: LabelSSL},
 	}
 }
 
@@ -118,4 +120,42 @@ func showSetting(v string) string {
 		return "unset"
 	}
 	return quote(v)
+}
+
+// sameHostSettings is the fast path of the host check: most containers of
+// a host agree, and then no canonical text needs to be built. It must say
+// true only when hostSettings would compare equal.
+func sameHostSettings(a, b spec) bool {
+	if len(a.aliases) != len(b.aliases) {
+		return false
+	}
+	for name := range a.aliases {
+		if _, ok := b.aliases[name]; !ok {
+			return false
+		}
+	}
+	switch {
+	case a.tls == nil && b.tls == nil:
+		return true
+	case a.tls == nil || b.tls == nil:
+		return false
+	}
+	return *a.tls == *b.tls
+}
+
+// sameRouteSettings is the fast path of the route check, true only when
+// routeSettings would compare equal. Lists compare as sets there, so only
+// identical lists take the fast path; others go the slow way.
+func sameRouteSettings(a, b routing.Route) bool {
+	return a.Protocol == b.Protocol && a.StripPath == b.StripPath && a.Balance == b.Balance &&
+		a.StickyCookie == b.StickyCookie &&
+		slices.Equal(a.WebSocketPaths, b.WebSocketPaths) && slices.Equal(a.BackendOptions, b.BackendOptions) &&
+		equalPtr(a.HealthCheck, b.HealthCheck) && equalPtr(a.BackendTLS, b.BackendTLS)
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
