@@ -4,7 +4,7 @@
 GO       ?= go
 PKGS     ?= ./...
 # Debian packages the test suite and benchmarks use: command:package.
-TEST_DEPS  :=
+TEST_DEPS  := chromium:chromium nginx:nginx
 BENCH_DEPS := wrk:wrk
 
 .PHONY: all build test deps lint bench bench-go bench-convergence fuzz clean
@@ -35,7 +35,7 @@ bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 bench-convergence:
-	RUN_BENCH=1 $(GO) test -count=1 -run 'TestConvergenceBenchmark|TestIdleBenchmark|TestSwarmBenchmark' -v -timeout 20m ./cmd/interlock/
+	RUN_BENCH=1 $(GO) test -count=1 -run 'TestConvergenceBenchmark|TestIdleBenchmark|TestSwarmBenchmark|TestNginxConvergenceBenchmark|TestNginxBurstBenchmark' -v -timeout 20m ./cmd/interlock/
 
 fuzz:
 	./scripts/fuzz.sh 20s

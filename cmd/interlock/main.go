@@ -21,8 +21,11 @@ const usage = `interlock gives Docker containers and services their host names.
 
 Usage:
   interlock run [flags]      watch Docker and route labelled containers
-  interlock render [flags]   print what would be routed for the current Docker state (JSON)
+  interlock render [flags]   print what would be routed for the current Docker state (JSON;
+                             with --proxy nginx, the exact nginx.conf that would be written)
   interlock check FILE       validate a configuration file
+  interlock check --template FILE
+                             render a sample with an nginx template and run nginx -t on it
   interlock version          print the version
 
 Run "interlock run -h" for the flags of run and render.
@@ -47,7 +50,7 @@ func realMain(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	case "render":
 		err = renderCommand(ctx, rest, environ, stdout)
 	case "check":
-		err = checkCommand(rest, stdout)
+		err = checkCommand(ctx, rest, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "interlock", versionString())
 	case "help", "-h", "--help":

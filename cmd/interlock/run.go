@@ -35,16 +35,6 @@ func loadConfig(args, environ []string, help io.Writer) (config.Config, error) {
 	return cfg, err
 }
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 func endpoint(cfg config.Config) docker.Endpoint {
 	return docker.Endpoint{Host: cfg.DockerHost, CA: cfg.TLSCA, Cert: cfg.TLSCert, Key: cfg.TLSKey, Verify: cfg.TLSVerify}
 }
@@ -54,7 +44,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log, logLevel := newLeveledLogger(cfg, stderr)
+	view := newOperatorView(cfg, versionString(), log)
 
 	cli, err := docker.NewClient(endpoint(cfg))
 	if err != nil {
@@ -62,29 +53,63 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	defer cli.Close()
 
-	if cfg.Proxy != "builtin" {
-		return fmt.Errorf("--proxy %s: this driver is not available in this build yet; use --proxy builtin", cfg.Proxy)
+	// The driver: the built-in proxy serves --http-addr itself; nginx
+	// listens there on its own, and reloads, so its changes are coalesced.
+	var (
+		driver      controller.Driver
+		proxy       http.Handler
+		closeDriver = func(context.Context) error { return nil }
+		sideload    *docker.Sideload
+		ctlOpts     = controller.Options{Logger: log, Observer: view.observer()}
+	)
+	switch cfg.Proxy {
+	case config.ProxyBuiltin:
+		p := builtin.New(builtin.Options{Logger: log, Requests: view.requests()})
+		defer p.Close()
+		driver, proxy = p, p
+	case config.ProxyNginx:
+		d, side, err := newNginx(cfg, cli, log, true)
+		if err != nil {
+			return err
+		}
+		driver, sideload, closeDriver = d, side, d.Close
+		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
+	default:
+		return fmt.Errorf("--proxy %s: this driver is not available in this build yet; use --proxy builtin or nginx", cfg.Proxy)
 	}
-	proxy := builtin.New(builtin.Options{Logger: log})
-	defer proxy.Close()
 
-	// Bind both listeners before anything else, so a taken port is a clear
+	driver = view.observeReloads(driver)
+
+	// Bind the listeners before anything else, so a taken port is a clear
 	// start-up error rather than a half-running process.
-	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+	var httpLn net.Listener
+	if proxy != nil {
+		if httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
+		}
 	}
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
-		httpLn.Close()
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		return fmt.Errorf("--api-addr %s: %w", cfg.APIAddr, err)
 	}
 
 	source := docker.NewSource(cli, docker.SourceOptions{Resync: cfg.ResyncInterval, Logger: log})
-	ctl := controller.New(proxy,
+	ctl := controller.New(driver,
 		discovery.Options{BackendAddress: cfg.BackendAddress, Network: cfg.Network},
-		controller.Options{Logger: log})
-	apiHandler := api.New(ctl, source, versionString(), log)
+		ctlOpts)
+	apiHandler := api.New(ctl, source, versionString(), log, view.apiOptions(source, ctl, proxy)...)
+	// Every snapshot goes to the controller and, with proxy containers, to
+	// the side that configures a proxy container as soon as it appears.
+	publish := ctl.Update
+	if sideload != nil {
+		publish = func(s docker.Snapshot) {
+			ctl.Update(s)
+			sideload.Observe(s)
+		}
+	}
 
 	proxyServer := &http.Server{
 		Handler:           proxy,
@@ -93,9 +118,10 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	apiServer := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second}
+	apiServer.RegisterOnShutdown(apiHandler.CloseStreams) // else Shutdown waits for /api/events
 
 	log.Info("interlock starting", "version", versionString(), "proxy", cfg.Proxy,
-		"http_addr", httpLn.Addr().String(), "api_addr", apiLn.Addr().String(),
+		"http_addr", cfg.HTTPAddr, "api_addr", apiLn.Addr().String(),
 		"docker_host", cli.DaemonHost(), "network", cfg.Network, "backend_address", cfg.BackendAddress)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -119,19 +145,30 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			}
 		}()
 	}
-	goRun("docker source", func() error { return source.Run(ctx, ctl.Update) })
+	goRun("docker source", func() error { return source.Run(ctx, publish) })
 	goRun("controller", func() error { return ctl.Run(ctx) })
-	goRun("proxy listener", func() error { return proxyServer.Serve(httpLn) })
+	if httpLn != nil {
+		goRun("proxy listener", func() error { return proxyServer.Serve(httpLn) })
+	}
+	if sideload != nil {
+		goRun("proxy containers", func() error { return sideload.Run(ctx) })
+	}
 	goRun("api listener", func() error { return apiServer.Serve(apiLn) })
+	goRun("operator view", func() error { return view.run(ctx, source) })
+	reload := &reloader{args: args, environ: environ, running: cfg, level: logLevel, log: log, feed: view.feed}
+	goRun("config reload", func() error { return reload.watch(ctx) })
 
 	<-ctx.Done()
 	log.Info("interlock stopping")
 	// In-flight requests get a grace period; new connections are refused.
-	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, done := drain(log, apiHandler, proxyServer, apiServer)
 	defer done()
-	_ = proxyServer.Shutdown(shutdownCtx)
-	_ = apiServer.Shutdown(shutdownCtx)
 	wg.Wait()
+	// The loop has stopped: no apply can race the driver's end (a
+	// supervised nginx finishes its requests and exits).
+	if err := closeDriver(shutdownCtx); err != nil {
+		log.Warn("proxy driver did not stop cleanly", "driver", driver.Name(), "error", err)
+	}
 	return firstErr
 }
 
@@ -152,10 +189,27 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 		return err
 	}
 	table, problems := discovery.Build(snap, discovery.Options{BackendAddress: cfg.BackendAddress, Network: cfg.Network})
+	if cfg.Proxy == config.ProxyNginx {
+		// The exact file Apply would write: same driver, same settings.
+		d, _, err := newNginx(cfg, cli, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+		if err != nil {
+			return err
+		}
+		conf, _, err := d.Render(table)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(conf)
+		return err
+	}
 	return writeJSON(stdout, api.RoutesResponse{Hash: table.Hash(), Hosts: nonNil(table.Hosts), LeftOut: nonNil(problems)})
 }
 
-func checkCommand(args []string, stdout io.Writer) error {
+func checkCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 2 && args[0] == "--template" || len(args) == 1 && strings.HasPrefix(args[0], "--template=") {
+		path := strings.TrimPrefix(args[len(args)-1], "--template=")
+		return checkTemplate(ctx, path, stdout)
+	}
 	if len(args) == 1 && args[0] != "" && !strings.HasPrefix(args[0], "-") {
 		if _, err := config.LoadFile(args[0]); err != nil {
 			return err
@@ -163,5 +217,5 @@ func checkCommand(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: ok\n", args[0])
 		return nil
 	}
-	return fmt.Errorf("check takes one argument, the configuration file: interlock check /etc/interlock/config.toml")
+	return fmt.Errorf("check takes the configuration file (interlock check /etc/interlock/config.toml) or a template (interlock check --template FILE)")
 }

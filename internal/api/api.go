@@ -1,11 +1,13 @@
 // Package api serves Interlock's HTTP API on the API address: the routing
-// table and what was left out, health and readiness.
+// table and what was left out, health and readiness, the live feed of
+// changes (server-sent events), the dashboard and, when given, /metrics.
 package api
 
 import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/controller"
@@ -31,19 +33,74 @@ type Server struct {
 	version    string
 	log        *slog.Logger
 	mux        *http.ServeMux
+
+	feed     *Feed
+	backends func() []BackendHealth
+	reloads  func() int64
+	// stopping is set by ShuttingDown: /readyz then says no.
+	stopping atomic.Bool
 }
 
+// Option adds an optional part to the API.
+type Option func(*Server)
+
+// WithMetrics serves h (a Prometheus handler) at GET /metrics.
+func WithMetrics(h http.Handler) Option {
+	return func(s *Server) { s.mux.Handle("GET /metrics", h) }
+}
+
+// WithFeed serves f at GET /api/events and shows it on the dashboard.
+func WithFeed(f *Feed) Option { return func(s *Server) { s.feed = f } }
+
+// WithBackendHealth gives the driver's per-backend state to GET
+// /api/backends and the dashboard. Drivers without it show none.
+func WithBackendHealth(f func() []BackendHealth) Option {
+	return func(s *Server) { s.backends = f }
+}
+
+// WithReloads gives the number of proxy reloads so far, for /api/status
+// and the dashboard. Without it the count is 0 (the built-in proxy never
+// reloads).
+func WithReloads(f func() int64) Option { return func(s *Server) { s.reloads = f } }
+
 // New builds the API handler.
-func New(c StatusSource, d DockerStatus, version string, log *slog.Logger) *Server {
+func New(c StatusSource, d DockerStatus, version string, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Server{controller: c, docker: d, version: version, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/routes", s.routes)
 	s.mux.HandleFunc("GET /api/status", s.statusHandler)
+	s.mux.HandleFunc("GET /api/backends", s.backendsHandler)
+	s.mux.HandleFunc("GET /api/events", s.events)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /{$}", s.dashboard)
+	s.mux.Handle("GET /static/", staticHandler())
+	for _, o := range opts {
+		o(s)
+	}
 	return s
+}
+
+// ShuttingDown makes /readyz answer 503, so that load balancers stop
+// sending new connections while in-flight requests drain, and tells the
+// feed. It cannot be undone.
+func (s *Server) ShuttingDown() {
+	if s.stopping.Swap(true) {
+		return
+	}
+	if s.feed != nil {
+		s.feed.Publish(Event{Kind: KindLifecycle, Level: LevelWarn, Message: "shutting down: draining in-flight requests"})
+	}
+}
+
+// CloseStreams ends every /api/events stream, now and to come; give it to
+// http.Server.RegisterOnShutdown, whose Shutdown would wait for them.
+func (s *Server) CloseStreams() {
+	if s.feed != nil {
+		s.feed.Close()
+	}
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -76,20 +133,64 @@ type StatusResponse struct {
 	Hosts      int               `json:"hosts"`
 	Backends   int               `json:"backends"`
 	LeftOut    int               `json:"left_out"`
+	// Reloads counts reloads of a side-loaded proxy; always 0 for the
+	// built-in one, whose applies are atomic swaps.
+	Reloads int64 `json:"reloads"`
+	// ShuttingDown is set once the process is draining before it exits.
+	ShuttingDown bool `json:"shutting_down"`
 }
 
 func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
+	s.writeJSON(w, http.StatusOK, s.status())
+}
+
+func (s *Server) status() StatusResponse {
 	st := s.controller.Status()
 	ds := s.docker.Status()
-	s.writeJSON(w, http.StatusOK, StatusResponse{
-		Version:    s.version,
-		Ready:      ready(st, ds) == "",
-		Docker:     ds,
-		Controller: st,
-		Hosts:      len(st.Table.Hosts),
-		Backends:   st.Table.BackendCount(),
-		LeftOut:    len(st.Problems),
-	})
+	var reloads int64
+	if s.reloads != nil {
+		reloads = s.reloads()
+	}
+	return StatusResponse{
+		Version:      s.version,
+		Ready:        s.notReady(st, ds) == "",
+		Docker:       ds,
+		Controller:   st,
+		Hosts:        len(st.Table.Hosts),
+		Backends:     st.Table.BackendCount(),
+		LeftOut:      len(st.Problems),
+		Reloads:      reloads,
+		ShuttingDown: s.stopping.Load(),
+	}
+}
+
+// BackendHealth is what the driver knows of one backend address.
+type BackendHealth struct {
+	Address  string `json:"address"`
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
+	InFlight int64  `json:"in_flight"`
+	// Ejected is true while the backend is passively ejected after a
+	// connect failure.
+	Ejected bool `json:"ejected"`
+}
+
+// BackendsResponse is the body of GET /api/backends.
+type BackendsResponse struct {
+	// Available is false when the driver keeps no per-backend state.
+	Available bool            `json:"available"`
+	Backends  []BackendHealth `json:"backends"`
+}
+
+func (s *Server) backendsHandler(w http.ResponseWriter, _ *http.Request) {
+	resp := BackendsResponse{Backends: []BackendHealth{}}
+	if s.backends != nil {
+		resp.Available = true
+		if b := s.backends(); b != nil {
+			resp.Backends = b
+		}
+	}
+	s.writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -102,7 +203,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // current routes.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if why := ready(s.controller.Status(), s.docker.Status()); why != "" {
+	if why := s.notReady(s.controller.Status(), s.docker.Status()); why != "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: " + why + "\n"))
 		return
@@ -110,8 +211,11 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-func ready(st controller.Status, ds docker.Status) string {
+// notReady says why Interlock is not ready, "" when it is.
+func (s *Server) notReady(st controller.Status, ds docker.Status) string {
 	switch {
+	case s.stopping.Load():
+		return "shutting down"
 	case !ds.Connected:
 		if ds.LastError != "" {
 			return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339)

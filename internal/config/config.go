@@ -69,6 +69,52 @@ type Config struct {
 	LogLevel string
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
+
+	// HTTPSAddr is the host:port the proxy serves HTTPS on, for hosts with
+	// TLS. Default ":8443".
+	HTTPSAddr string
+	// CertDir is the directory that interlock.ssl_cert and ssl_cert_key
+	// paths are relative to. Default "/etc/interlock/certs".
+	CertDir string
+	// TLSProfile is the server-side TLS profile: "modern", "intermediate"
+	// (default) or "old" (see internal/tlsconf).
+	TLSProfile string
+	// TLSCiphers and TLSProtocols override the profile's TLS 1.2 cipher
+	// list (OpenSSL names) and its protocol versions (TLSv1.2 TLSv1.3).
+	// Default "" (the profile's).
+	TLSCiphers, TLSProtocols string
+	// Template is a custom configuration template for the nginx driver.
+	// Default "" (the built-in one).
+	Template string
+	// StateDir is where Interlock keeps the files of a proxy it drives
+	// (nginx.conf, pid file, temp paths, default certificate). Default
+	// "/var/lib/interlock".
+	StateDir string
+	// ReloadQuiet and ReloadMaxWait coalesce bursts of changes for drivers
+	// that reload (nginx): apply once nothing changed for ReloadQuiet, but
+	// never later than ReloadMaxWait after the first change. Defaults
+	// 100ms and 1s.
+	ReloadQuiet, ReloadMaxWait time.Duration
+	// NginxBinary is the nginx executable. Default "nginx" (from PATH).
+	NginxBinary string
+	// NginxConfig is the live nginx.conf Interlock writes. Default ""
+	// (STATE_DIR/nginx/nginx.conf).
+	NginxConfig string
+	// NginxPidFile, when set, makes Interlock reload the nginx whose master
+	// pid is in it instead of running nginx itself. Default "".
+	NginxPidFile string
+	// NginxTarget is "local" (default: an nginx process on this machine) or
+	// "containers" (side-loaded nginx containers).
+	NginxTarget string
+	// NginxDelivery is how the file reaches the containers: "copy"
+	// (default, over the Docker API) or "volume" (a shared volume).
+	NginxDelivery string
+	// NginxContainerConfig is where the file goes inside the containers
+	// (copy). Default "/etc/nginx/nginx.conf".
+	NginxContainerConfig string
+	// ProxyContainerLabel is the value of interlock.ext.name that marks the
+	// proxy containers. Default "nginx".
+	ProxyContainerLabel string
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -82,6 +128,26 @@ const (
 	defaultResyncInterval = 30 * time.Second
 	defaultLogLevel       = "info"
 	defaultLogFormat      = "text"
+
+	defaultHTTPSAddr            = ":8443"
+	defaultCertDir              = "/etc/interlock/certs"
+	defaultTLSProfile           = "intermediate"
+	defaultStateDir             = "/var/lib/interlock"
+	defaultReloadQuiet          = 100 * time.Millisecond
+	defaultReloadMaxWait        = time.Second
+	defaultNginxBinary          = "nginx"
+	defaultNginxTarget          = NginxLocal
+	defaultNginxDelivery        = NginxCopy
+	defaultNginxContainerConfig = "/etc/nginx/nginx.conf"
+	defaultProxyContainerLabel  = "nginx"
+)
+
+// The values of Config.NginxTarget and Config.NginxDelivery.
+const (
+	NginxLocal      = "local"
+	NginxContainers = "containers"
+	NginxCopy       = "copy"
+	NginxVolume     = "volume"
 )
 
 // MinResyncInterval is the smallest ResyncInterval Validate accepts.
@@ -106,6 +172,18 @@ func Default() Config {
 		ResyncInterval: defaultResyncInterval,
 		LogLevel:       defaultLogLevel,
 		LogFormat:      defaultLogFormat,
+
+		HTTPSAddr:            defaultHTTPSAddr,
+		CertDir:              defaultCertDir,
+		TLSProfile:           defaultTLSProfile,
+		StateDir:             defaultStateDir,
+		ReloadQuiet:          defaultReloadQuiet,
+		ReloadMaxWait:        defaultReloadMaxWait,
+		NginxBinary:          defaultNginxBinary,
+		NginxTarget:          defaultNginxTarget,
+		NginxDelivery:        defaultNginxDelivery,
+		NginxContainerConfig: defaultNginxContainerConfig,
+		ProxyContainerLabel:  defaultProxyContainerLabel,
 	}
 }
 

@@ -134,6 +134,23 @@ func fullWant() Config {
 		ResyncInterval: 90 * time.Second,
 		LogLevel:       "debug",
 		LogFormat:      "json",
+
+		HTTPSAddr:            "0.0.0.0:443",
+		CertDir:              filepath.Join("testdata", "certs"),
+		TLSProfile:           "modern",
+		TLSCiphers:           "ECDHE-RSA-AES128-GCM-SHA256",
+		TLSProtocols:         "TLSv1.3",
+		Template:             filepath.Join("testdata", "good", "custom.tmpl"),
+		StateDir:             "/srv/interlock",
+		ReloadQuiet:          250 * time.Millisecond,
+		ReloadMaxWait:        3 * time.Second,
+		NginxBinary:          "/usr/local/sbin/nginx",
+		NginxConfig:          "/srv/nginx/nginx.conf",
+		NginxPidFile:         "/run/nginx.pid",
+		NginxTarget:          NginxContainers,
+		NginxDelivery:        NginxVolume,
+		NginxContainerConfig: "/etc/nginx/interlock.conf",
+		ProxyContainerLabel:  "edge",
 	}
 }
 
@@ -305,6 +322,70 @@ func TestPrecedence(t *testing.T) {
 		{
 			key: "log_format", file: `"json"`, env: "text", flag: "json",
 			want: [...]string{"text", "json", "", "text", "json"},
+		},
+		{
+			key: "https_addr", file: `":3001"`, env: ":3002", flag: ":3003",
+			want: [...]string{":8443", ":3001", "", ":3002", ":3003"},
+		},
+		{
+			key: "cert_dir", file: `"/file/certs"`, env: "/env/certs", flag: "/flag/certs",
+			want: [...]string{"/etc/interlock/certs", "/file/certs", "", "/env/certs", "/flag/certs"},
+		},
+		{
+			key: "tls_profile", file: `"modern"`, env: "old", flag: "intermediate",
+			want: [...]string{"intermediate", "modern", "", "old", "intermediate"},
+		},
+		{
+			key: "tls_ciphers", file: `"ECDHE-RSA-AES128-GCM-SHA256"`, env: "ECDHE-RSA-AES256-GCM-SHA384", flag: "",
+			want: [...]string{"", "ECDHE-RSA-AES128-GCM-SHA256", "", "ECDHE-RSA-AES256-GCM-SHA384", ""},
+		},
+		{
+			key: "tls_protocols", file: `"TLSv1.3"`, env: "TLSv1.2", flag: "TLSv1.2 TLSv1.3",
+			want: [...]string{"", "TLSv1.3", "", "TLSv1.2", "TLSv1.2 TLSv1.3"},
+		},
+		{
+			key: "template", file: strconv.Quote(in(1, "ca.pem")), env: in(3, "ca.pem"), flag: in(4, "ca.pem"),
+			want: [...]string{"", in(1, "ca.pem"), "", in(3, "ca.pem"), in(4, "ca.pem")},
+		},
+		{
+			key: "state_dir", file: `"/file/state"`, env: "/env/state", flag: "/flag/state",
+			want: [...]string{"/var/lib/interlock", "/file/state", "", "/env/state", "/flag/state"},
+		},
+		{
+			key: "reload_quiet", file: `"10ms"`, env: "20ms", flag: "0s",
+			want: [...]string{"100ms", "10ms", "", "20ms", "0s"},
+		},
+		{
+			key: "reload_max_wait", file: `"4s"`, env: "3s", flag: "500ms",
+			want: [...]string{"1s", "4s", "", "3s", "500ms"},
+		},
+		{
+			key: "nginx_binary", file: `"/file/nginx"`, env: "/env/nginx", flag: "nginx-debug",
+			want: [...]string{"nginx", "/file/nginx", "", "/env/nginx", "nginx-debug"},
+		},
+		{
+			key: "nginx_config", file: `"/file/nginx.conf"`, env: "/env/nginx.conf", flag: "",
+			want: [...]string{"", "/file/nginx.conf", "", "/env/nginx.conf", ""},
+		},
+		{
+			key: "nginx_pid_file", file: `"/file/nginx.pid"`, env: "/env/nginx.pid", flag: "/flag/nginx.pid",
+			want: [...]string{"", "/file/nginx.pid", "", "/env/nginx.pid", "/flag/nginx.pid"},
+		},
+		{
+			key: "nginx_target", file: `"containers"`, env: "local", flag: "containers",
+			want: [...]string{"local", "containers", "", "local", "containers"},
+		},
+		{
+			key: "nginx_delivery", file: `"volume"`, env: "copy", flag: "volume",
+			want: [...]string{"copy", "volume", "", "copy", "volume"},
+		},
+		{
+			key: "nginx_container_config", file: `"/file.conf"`, env: "/env.conf", flag: "/flag.conf",
+			want: [...]string{"/etc/nginx/nginx.conf", "/file.conf", "", "/env.conf", "/flag.conf"},
+		},
+		{
+			key: "proxy_container_label", file: `"file"`, env: "env", flag: "flag",
+			want: [...]string{"nginx", "file", "", "env", "flag"},
 		},
 	}
 	covered := map[string]bool{}

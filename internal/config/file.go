@@ -114,7 +114,7 @@ func (s setting) setTOML(c *Config, v any, dir string) error {
 // isPath reports whether the setting names a file.
 func (s setting) isPath() bool {
 	switch s.flag {
-	case "tls-ca", "tls-cert", "tls-key":
+	case "tls-ca", "tls-cert", "tls-key", "cert-dir", "template", "state-dir", "nginx-config", "nginx-pid-file":
 		return true
 	}
 	return false

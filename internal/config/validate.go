@@ -11,6 +11,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
 
 // maxPEMFileSize bounds what Validate reads from a TLS file; real ones are
@@ -48,6 +51,62 @@ func (c Config) validate(o origins) error {
 	add("network", checkNetworkName(c.Network))
 	if c.ResyncInterval < MinResyncInterval {
 		add("resync_interval", fmt.Errorf("%s is too short; want at least %s", c.ResyncInterval, MinResyncInterval))
+	}
+	httpsErr := checkListenAddr(c.HTTPSAddr)
+	add("https_addr", httpsErr)
+	if httpsErr == nil && !strings.HasSuffix(c.HTTPSAddr, ":0") {
+		for _, other := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"api_addr", c.APIAddr}} {
+			if c.HTTPSAddr == other.v {
+				errs = append(errs, fmt.Errorf("%s are both %q; give HTTPS an address of its own",
+					o.names(other.key, "https_addr"), c.HTTPSAddr))
+			}
+		}
+	}
+	add("cert_dir", checkNotEmpty(c.CertDir, "the certificate directory, such as "+defaultCertDir))
+	add("state_dir", checkNotEmpty(c.StateDir, "a directory for proxy state, such as "+defaultStateDir))
+	profile, profileErr := tlsconf.Lookup(c.TLSProfile)
+	if c.TLSProfile == "" {
+		profileErr = fmt.Errorf("is empty; want %s", strings.Join(tlsconf.Names, ", "))
+	}
+	add("tls_profile", profileErr)
+	if c.TLSCiphers != "" {
+		_, err := profile.WithCiphers(c.TLSCiphers)
+		add("tls_ciphers", err)
+	}
+	if c.TLSProtocols != "" {
+		_, err := profile.WithProtocols(c.TLSProtocols)
+		add("tls_protocols", err)
+	}
+	if c.Template != "" {
+		add("template", checkRegularFile(c.Template))
+	}
+	if c.ReloadQuiet < 0 || c.ReloadQuiet > MaxReloadWait {
+		add("reload_quiet", fmt.Errorf("%s is out of range; want 0 to %s", c.ReloadQuiet, MaxReloadWait))
+	}
+	if c.ReloadMaxWait <= 0 || c.ReloadMaxWait > MaxReloadWait {
+		add("reload_max_wait", fmt.Errorf("%s is out of range; want more than 0 and at most %s", c.ReloadMaxWait, MaxReloadWait))
+	} else if c.ReloadQuiet > c.ReloadMaxWait {
+		errs = append(errs, fmt.Errorf("%s: the quiet period %s is longer than the maximum wait %s; make it shorter",
+			o.names("reload_quiet", "reload_max_wait"), c.ReloadQuiet, c.ReloadMaxWait))
+	}
+	add("nginx_binary", checkNotEmpty(c.NginxBinary, "the nginx executable, such as nginx or /usr/sbin/nginx"))
+	add("nginx_target", checkOneOf(c.NginxTarget, NginxLocal, NginxContainers))
+	add("nginx_delivery", checkOneOf(c.NginxDelivery, NginxCopy, NginxVolume))
+	if !strings.HasPrefix(c.NginxContainerConfig, "/") || strings.Contains(c.NginxContainerConfig, "..") {
+		add("nginx_container_config", fmt.Errorf("%q is not an absolute path without \"..\"; want a path inside the containers, such as %s",
+			c.NginxContainerConfig, defaultNginxContainerConfig))
+	}
+	add("proxy_container_label", checkLabelValue(c.ProxyContainerLabel))
+	if c.Proxy == ProxyNginx {
+		for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"https_addr", c.HTTPSAddr}} {
+			if strings.HasSuffix(a.v, ":0") {
+				add(a.key, fmt.Errorf("%q: nginx needs a fixed port, not 0", a.v))
+			}
+		}
+		if c.NginxPidFile != "" && c.NginxTarget == NginxContainers {
+			errs = append(errs, fmt.Errorf("%s: a pid file names a local nginx, but the target is containers; unset one",
+				o.names("nginx_pid_file", "nginx_target")))
+		}
 	}
 	add("log_level", checkOneOf(c.LogLevel, "debug", "info", "warn", "error"))
 	add("log_format", checkOneOf(c.LogFormat, "text", "json"))
@@ -88,6 +147,46 @@ func (c Config) validate(o origins) error {
 			o.name("tls_verify"), o.name("docker_host"), c.DockerHost))
 	}
 	return errors.Join(errs...)
+}
+
+// MaxReloadWait bounds ReloadQuiet and ReloadMaxWait.
+const MaxReloadWait = time.Minute
+
+// checkNotEmpty refuses "", saying what is wanted.
+func checkNotEmpty(v, want string) error {
+	if v == "" {
+		return fmt.Errorf("is empty; want %s", want)
+	}
+	return nil
+}
+
+// checkRegularFile accepts a readable regular file.
+func checkRegularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w; fix the path or unset it", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w; make it readable by interlock", err)
+	}
+	return f.Close()
+}
+
+// checkLabelValue accepts [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes:
+// the value of interlock.ext.name.
+func checkLabelValue(s string) error {
+	ok := s != "" && len(s) <= 128 && isAlnum(s[0])
+	for i := 1; ok && i < len(s); i++ {
+		ok = isAlnum(s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-'
+	}
+	if !ok {
+		return fmt.Errorf("%q is not a label value; want a letter or digit, then letters, digits, '_', '.' or '-' (such as nginx)", s)
+	}
+	return nil
 }
 
 // checkOneOf accepts exactly one of allowed (case-sensitive).

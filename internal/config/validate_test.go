@@ -58,6 +58,18 @@ func TestBadConfigs(t *testing.T) {
 		{file: "backend_address_bad_ip.toml", want: []string{"backend_address in ", `"10.0.0.256" is neither`}},
 		{file: "network.toml", want: []string{"network in ", `"-edge" is not a Docker network name`}},
 		{file: "network_space.toml", want: []string{"network in ", `"my net" is not a Docker network name`}},
+		{file: "tls_profile.toml", want: []string{"tls_profile in ", `unknown TLS profile "paranoid"`, "modern, intermediate, old"}},
+		{file: "tls_ciphers.toml", want: []string{"tls_ciphers in ", `unknown cipher "ALL"`}},
+		{file: "tls_protocols.toml", want: []string{"tls_protocols in ", `unknown protocol "SSLv3"`}},
+		{file: "template_missing.toml", want: []string{"template in ", bad("missing.tmpl"), "no such file or directory"}},
+		{file: "reload_quiet_long.toml", want: []string{"reload_quiet and reload_max_wait in ", "quiet period 3s is longer than the maximum wait 1s"}},
+		{file: "nginx_target.toml", want: []string{"nginx_target in ", `unknown value "remote"`, "local or containers"}},
+		{file: "nginx_delivery.toml", want: []string{"nginx_delivery in ", `unknown value "rsync"`, "copy or volume"}},
+		{file: "proxy_container_label.toml", want: []string{"proxy_container_label in ", `"-x y" is not a label value`}},
+		{file: "nginx_port_zero.toml", want: []string{"http_addr in ", "nginx needs a fixed port"}},
+		{file: "https_same_addr.toml", want: []string{"http_addr and https_addr in ", `both ":8080"`}},
+		{file: "nginx_container_config.toml", want: []string{"nginx_container_config in ", "not an absolute path"}},
+		{file: "nginx_pid_containers.toml", want: []string{"nginx_pid_file and nginx_target in ", "the target is containers"}},
 		{
 			file: "many.toml",
 			want: []string{`unknown key "colour"`, "proxy in ", "http_addr in ", "resync_interval in ", "log_level in "},
@@ -160,6 +172,14 @@ func TestGoodValues(t *testing.T) {
 		{name: "network full grammar", change: func(c *Config) { c.Network = "0edge_Net.v-2" }},
 		{name: "resync minimum", change: func(c *Config) { c.ResyncInterval = time.Second }},
 		{name: "proxy nginx", change: func(c *Config) { c.Proxy = ProxyNginx }},
+		{name: "nginx containers volume", change: func(c *Config) {
+			c.Proxy, c.NginxTarget, c.NginxDelivery = ProxyNginx, NginxContainers, NginxVolume
+		}},
+		{name: "nginx pid file", change: func(c *Config) { c.Proxy, c.NginxPidFile = ProxyNginx, "/run/nginx.pid" }},
+		{name: "reload at once", change: func(c *Config) { c.ReloadQuiet = 0 }},
+		{name: "tls old with own ciphers", change: func(c *Config) {
+			c.TLSProfile, c.TLSCiphers, c.TLSProtocols = "old", "AES128-SHA:DES-CBC3-SHA", "TLSv1.2"
+		}},
 		{name: "warn json", change: func(c *Config) { c.LogLevel, c.LogFormat = "warn", "json" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,26 +51,38 @@ func BenchmarkServeHTTP(b *testing.B) {
 			}
 		})
 	})
-	b.Run("handler", func(b *testing.B) {
-		be := newRawBackend(b)
-		p := newTestProxy(b, Options{}, nil)
-		mustApply(b, p, tableOf(hostOf("app.example", routeOf("/", be))))
+	for _, bc := range []struct {
+		name string
+		opts Options
+	}{
+		{name: "handler", opts: Options{}},
+		// With request metrics: must allocate no more than without.
+		{name: "handler-metrics", opts: Options{Requests: nopRecorder{}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchHandler(b, bc.opts) })
+	}
+}
 
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			req := httptest.NewRequest(http.MethodGet, "http://app.example/", nil)
-			w := &discardWriter{h: http.Header{}}
-			for pb.Next() {
-				w.code = 0
-				clear(w.h)
-				p.ServeHTTP(w, req)
-				if w.code != 200 {
-					b.Errorf("status %d", w.code)
-					return
-				}
+// benchHandler calls ServeHTTP directly against a raw backend.
+func benchHandler(b *testing.B, opts Options) {
+	be := newRawBackend(b)
+	p := newTestProxy(b, opts, nil)
+	mustApply(b, p, tableOf(hostOf("app.example", routeOf("/", be))))
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, "http://app.example/", nil)
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			w.code = 0
+			clear(w.h)
+			p.ServeHTTP(w, req)
+			if w.code != 200 {
+				b.Errorf("status %d", w.code)
+				return
 			}
-		})
+		}
 	})
 }
 

@@ -24,6 +24,10 @@ type Options struct {
 	// (passive ejection). Zero means 10s; negative disables ejection
 	// (failed requests are still retried on another backend).
 	EjectFor time.Duration
+	// Requests, when set, is told about every request the proxy answers:
+	// its host (the route's primary host name, UnknownHost for no host),
+	// status code and duration. Nil records nothing and costs nothing.
+	Requests RequestMetrics
 }
 
 const (
@@ -43,11 +47,17 @@ type Proxy struct {
 
 	table atomic.Pointer[table]
 
+	// requests is Options.Requests; unknown is its recorder for requests
+	// no host answers. Both are nil when nothing is recorded.
+	requests RequestMetrics
+	unknown  RequestRecorder
+
 	// mu serializes Apply and guards states, the per-backend state of
-	// every address in the live table (see backendState). Requests never
-	// take it.
-	mu     sync.Mutex
-	states map[string]*backendState
+	// every address in the live table (see backendState), and liveHosts,
+	// the primary names of the live table's hosts. Requests never take it.
+	mu        sync.Mutex
+	states    map[string]*backendState
+	liveHosts map[string]struct{}
 }
 
 // New returns a Proxy with an empty table.
@@ -69,6 +79,10 @@ func New(opts Options) *Proxy {
 		log:    logger,
 		clock:  newClock(),
 		states: map[string]*backendState{},
+	}
+	if opts.Requests != nil {
+		p.requests = opts.Requests
+		p.unknown = opts.Requests.Host(UnknownHost)
 	}
 	p.engine = newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters)
 	p.table.Store(&table{hosts: map[string]*host{}})
@@ -95,9 +109,21 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	if err != nil {
 		return fmt.Errorf("builtin: %w", err)
 	}
+	if p.requests != nil {
+		// Recorders are looked up here, once per host per Apply, so that
+		// a request only calls Observe on the one its host holds.
+		for _, h := range c.table.hosts {
+			if h.rec == nil {
+				h.rec = p.requests.Host(h.name)
+			}
+		}
+	}
 	p.table.Store(c.table)
 	// Addresses that left the table lose their state here; see backendState.
 	p.states = c.states
+	if p.requests != nil {
+		p.retireHosts(c.table)
+	}
 	if len(c.tcpHosts) > 0 {
 		p.log.Warn("tcp routes skipped: the builtin proxy serves HTTP only; use the haproxy driver for tcp",
 			"hosts", c.tcpHosts)
@@ -110,26 +136,49 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 // backend of the matching route. It answers itself, with a short plain-text
 // body and an X-Interlock-Error header, when it cannot: 404 for an unknown
 // host or a path no route covers, 503 when the route has no live backend,
-// 502 when every backend it tried failed.
+// 502 when every backend it tried failed. With Options.Requests set, every
+// answer is recorded under its host.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var start time.Time
+	if p.requests != nil {
+		start = time.Now()
+	}
 	h, rt := p.table.Load().match(r.Host, r.URL.Path)
-	switch {
-	case h == nil:
-		p.counters.noRoute.Add(1)
-		writeError(w, http.StatusNotFound, kindNoRoute, fmt.Sprintf("interlock: no route for host %q", hostname(r.Host)))
-		return
-	case rt == nil:
-		p.counters.noRoute.Add(1)
-		writeError(w, http.StatusNotFound, kindNoRoute, fmt.Sprintf("interlock: no route for host %q path %q", h.name, r.URL.Path))
-		return
-	case len(rt.backends) == 0:
-		p.counters.noLiveBackend.Add(1)
-		writeError(w, http.StatusServiceUnavailable, kindNoLiveBackend, rt.noLive.Error())
+	if code := p.answer(w, r, h, rt); code != 0 {
+		if p.requests != nil {
+			p.observe(h, code, start)
+		}
 		return
 	}
 	// TLS seam: h.tls (TLS.Only redirects) is acted on here once the TLS
 	// issue lands; until then every host is served over plain HTTP.
+	if p.requests != nil {
+		p.forwardObserved(w, r, h, rt, start)
+		return
+	}
 	rt.forward.ServeHTTP(w, r)
+}
+
+// answer writes the proxy's own answer when r cannot be forwarded (no host,
+// no route, no backend) and returns its status code; 0 means rt forwards.
+func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, h *host, rt *route) int {
+	switch {
+	case h != nil && h.redirect != "":
+		return redirect(w, r, h.redirect+r.URL.RequestURI())
+	case h == nil:
+		p.counters.noRoute.Add(1)
+		writeError(w, http.StatusNotFound, kindNoRoute, fmt.Sprintf("interlock: no route for host %q", hostname(r.Host)))
+		return http.StatusNotFound
+	case rt == nil:
+		p.counters.noRoute.Add(1)
+		writeError(w, http.StatusNotFound, kindNoRoute, fmt.Sprintf("interlock: no route for host %q path %q", h.name, r.URL.Path))
+		return http.StatusNotFound
+	case len(rt.backends) == 0:
+		p.counters.noLiveBackend.Add(1)
+		writeError(w, http.StatusServiceUnavailable, kindNoLiveBackend, rt.noLive.Error())
+		return http.StatusServiceUnavailable
+	}
+	return 0
 }
 
 // Close closes idle backend connections and every upgraded (WebSocket)
@@ -141,4 +190,18 @@ func (p *Proxy) Close() error {
 		return fmt.Errorf("builtin: close: %w", err)
 	}
 	return nil
+}
+
+// redirect answers with a permanent redirect to target: 301 for GET and
+// HEAD, 308 otherwise, so that a client replays other methods with their
+// body instead of turning them into a GET.
+func redirect(w http.ResponseWriter, r *http.Request, target string) int {
+	code := http.StatusPermanentRedirect
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		code = http.StatusMovedPermanently
+	}
+	w.Header().Set("Location", target)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	return code
 }

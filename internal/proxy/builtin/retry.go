@@ -42,9 +42,15 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	tried := triedBuf[:0]
 	var lastErr error
 	var last *backend
+	pinned := rt.pinned(req)
 	for range rt.backends {
 		now := f.engine.clock.now()
-		i := rt.pick(now, client, tried)
+		i := -1
+		if len(tried) == 0 && pinned >= 0 && rt.usable(pinned, now, tried) {
+			i = pinned
+		} else {
+			i = rt.pick(now, client, tried)
+		}
 		if i < 0 {
 			// Every untried backend is ejected. Ejection is a guess from
 			// one failure, and the engine still lists these backends, so
@@ -61,6 +67,9 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.state.begin()
 		res, err := f.base.RoundTrip(req)
 		if err == nil {
+			if rt.sticky != "" && i != pinned {
+				rt.pin(res, b)
+			}
 			body.finish()
 			return f.engine.wrapResponse(req, res, b)
 		}

@@ -19,6 +19,9 @@ import (
 type table struct {
 	// hosts maps every host name and alias (see hostname) to its host.
 	hosts map[string]*host
+	// fallback answers names no host claims (routing.Host.Default); nil
+	// means such requests get 404.
+	fallback *host
 }
 
 // host is one virtual host with its HTTP routes in table order, which
@@ -27,6 +30,14 @@ type table struct {
 type host struct {
 	name   string
 	routes []*route
+	// redirect, when set, is the base URL ("https://new.example.com") every
+	// request is redirected to, keeping its path and query; the host has no
+	// routes then.
+	redirect string
+
+	// rec records the host's requests (Options.Requests); set by Apply
+	// before the table is published, nil when nothing is recorded.
+	rec RequestRecorder
 
 	// tls is the host's TLS settings, nil for plain HTTP. Not served yet:
 	// the TLS listener, certificates and the TLS.Only redirect land with the
@@ -44,6 +55,8 @@ type route struct {
 	balance  routing.Balance
 	backends []backend
 	tls      *routing.BackendTLS // nil: backends speak plain HTTP
+	// sticky names the cookie that pins a client to a backend; "" for none.
+	sticky string
 
 	// next is the round-robin counter; leastconn uses it to rotate ties.
 	next atomic.Uint64
@@ -87,9 +100,12 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 	}
 	owner := make(map[string]string, len(t.Hosts)) // name -> primary name
 	for _, th := range t.Hosts {
-		h := &host{name: hostname(th.Name)}
+		h := &host{name: hostname(th.Name), redirect: th.RedirectTo}
 		if h.name == "" {
 			return compiled{}, fmt.Errorf("host with an empty name: every host needs a name")
+		}
+		if h.redirect != "" && len(th.Routes) > 0 {
+			return compiled{}, fmt.Errorf("host %q both redirects and has routes: a host either serves or redirects", h.name)
 		}
 		if th.TLS != nil {
 			tlsCopy := *th.TLS
@@ -111,10 +127,16 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 		if skippedTCP {
 			c.tcpHosts = append(c.tcpHosts, h.name)
 		}
-		if len(h.routes) == 0 {
+		if len(h.routes) == 0 && h.redirect == "" {
 			// Only tcp routes: the host is not ours to answer, and
 			// "no route for host" is the true answer for HTTP clients.
 			continue
+		}
+		if th.Default {
+			if c.table.fallback != nil {
+				return compiled{}, fmt.Errorf("hosts %q and %q are both the default host: only one can be", c.table.fallback.name, h.name)
+			}
+			c.table.fallback = h
 		}
 		for _, n := range th.Names() {
 			n = hostname(n)
@@ -137,6 +159,7 @@ func compileRoute(hostName string, tr routing.Route, old, states map[string]*bac
 		path:     tr.Path,
 		strip:    tr.StripPath,
 		balance:  tr.Balance,
+		sticky:   tr.StickyCookie,
 		backends: make([]backend, 0, len(tr.Backends)),
 		noLive:   &noLiveError{host: hostName, path: tr.Path},
 	}
@@ -181,7 +204,10 @@ func compileRoute(hostName string, tr routing.Route, old, states map[string]*bac
 func (t *table) match(hostHeader, path string) (h *host, rt *route) {
 	h = t.hosts[hostname(hostHeader)]
 	if h == nil {
-		return nil, nil
+		h = t.fallback
+	}
+	if h == nil || h.redirect != "" {
+		return h, nil
 	}
 	for _, r := range h.routes {
 		if matchPrefix(path, r.path) {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/testenv"
+)
+
+// startNginxProcess runs `interlock run --proxy nginx` as a child process
+// with a supervised nginx.
+func startNginxProcess(t *testing.T, extra ...string) *process {
+	t.Helper()
+	n := newNginxRun(t)
+	// The defaults, not the tests' short quiet period, unless
+	// NGINX_BENCH_QUIET and NGINX_BENCH_MAX_WAIT say otherwise.
+	quiet, maxWait := cmp.Or(os.Getenv("NGINX_BENCH_QUIET"), "100ms"), cmp.Or(os.Getenv("NGINX_BENCH_MAX_WAIT"), "1s")
+	t.Logf("--reload-quiet %s --reload-max-wait %s", quiet, maxWait)
+	return startProcess(t, n.args(append([]string{"--reload-quiet=" + quiet, "--reload-max-wait=" + maxWait}, extra...)...)...)
+}
+
+func (p *process) reloads(t *testing.T) int64 {
+	t.Helper()
+	_, body, err := httpGet(p.api+"/api/status", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Reloads int64 `json:"reloads"`
+	}
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Reloads
+}
+
+// TestNginxConvergenceBenchmark measures the time from `docker start`
+// returning to the first answer through nginx, over 50 containers started
+// one after the other, with the default --reload-quiet 100ms and
+// --reload-max-wait 1s.
+func TestNginxConvergenceBenchmark(t *testing.T) {
+	e := needBench(t)
+	p := startNginxProcess(t)
+	const n = 50
+	type item struct{ host, id string }
+	items := make([]item, n)
+	for i := range items {
+		host := hostFor(t, fmt.Sprintf("c%d", i))
+		c := e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("nconv%d", i), Labels: labelsFor(host), PublishPort: 8000, NoStart: true})
+		items[i] = item{host: host, id: c.ID}
+	}
+	fast := &http.Client{Timeout: time.Second}
+	var routed, served []time.Duration
+	r0 := p.reloads(t)
+	for _, it := range items {
+		if err := e.Start(context.Background(), it.id); err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		sawRoute := false
+		for {
+			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
+			req.Host = it.host
+			resp, err := fast.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if !sawRoute && resp.Header.Get("X-Interlock-Error") != "no-route" {
+					sawRoute = true
+					routed = append(routed, time.Since(started))
+				}
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Since(started) > 10*time.Second {
+				t.Fatalf("%s not routed within 10s", it.host)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		served = append(served, time.Since(started))
+	}
+	for _, m := range []struct {
+		what string
+		d    []time.Duration
+	}{{"routed (first answer that is not 'no route')", routed}, {"served (first 200)", served}} {
+		slices.Sort(m.d)
+		t.Logf("nginx convergence over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
+			len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])
+	}
+	t.Logf("nginx reloads for %d sequential starts: %d", n, p.reloads(t)-r0)
+}
+
+// TestNginxBurstBenchmark starts 200 containers at once (8 in parallel)
+// and counts the nginx reloads until all of them are routed.
+func TestNginxBurstBenchmark(t *testing.T) {
+	e := needBench(t)
+	p := startNginxProcess(t)
+	const n, workers = 200, 8
+	hosts := make([]string, n)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				hosts[i] = hostFor(t, fmt.Sprintf("b%d", i))
+				ids[i] = e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("burst%d", i), Labels: labelsFor(hosts[i]), PublishPort: 8000, NoStart: true}).ID
+			}
+		}()
+	}
+	wg.Wait()
+	r0 := p.reloads(t)
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				if err := e.Start(context.Background(), ids[i]); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	started := time.Since(start)
+	fast := &http.Client{Timeout: time.Second}
+	for _, h := range hosts {
+		testenv.WaitFor(t, 60*time.Second, h+" routed", func() error {
+			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
+			req.Host = h
+			resp, err := fast.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		})
+	}
+	t.Logf("burst of %d container starts (%d at a time, %v for docker to start them): all routed after %v with %d nginx reloads",
+		n, workers, started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), p.reloads(t)-r0)
+}

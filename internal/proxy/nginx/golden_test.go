@@ -1,0 +1,164 @@
+package nginx
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer")
+
+func backends(addrs ...string) []routing.Backend {
+	out := make([]routing.Backend, len(addrs))
+	for i, a := range addrs {
+		out[i] = routing.Backend{Address: a, Container: "c" + a, Name: "n" + a}
+	}
+	return out
+}
+
+func route(path string, addrs ...string) routing.Route {
+	return routing.Route{Path: path, Backends: backends(addrs...)}
+}
+
+func host(name string, routes ...routing.Route) routing.Host {
+	return routing.Host{Name: name, Routes: routes}
+}
+
+func table(hosts ...routing.Host) routing.Table {
+	t := routing.Table{Hosts: hosts}
+	t.Normalize()
+	return t
+}
+
+// goldenSettings are fixed paths, so the golden files do not depend on the
+// machine.
+func goldenSettings() Settings {
+	p, _ := tlsconf.Lookup(tlsconf.Intermediate)
+	return Settings{
+		HTTPAddr: ":80", HTTPSAddr: ":443",
+		CertDir:     "/etc/interlock/certs",
+		DefaultCert: "/var/lib/interlock/nginx/default.crt", DefaultKey: "/var/lib/interlock/nginx/default.key",
+		Profile: p,
+		Runtime: Runtime{PidFile: "/var/lib/interlock/nginx/nginx.pid", ErrorLog: "stderr", TempDir: "/var/lib/interlock/nginx/tmp"},
+	}
+}
+
+// goldenCase is one label feature: a table, and settings changes.
+type goldenCase struct {
+	name     string
+	table    routing.Table
+	settings func(*Settings)
+}
+
+func goldenCases() []goldenCase {
+	withTLS := func(h routing.Host, tl routing.TLS) routing.Host { h.TLS = &tl; return h }
+	ws := func(r routing.Route, paths ...string) routing.Route { r.WebSocketPaths = paths; return r }
+	strip := func(r routing.Route) routing.Route { r.StripPath = true; return r }
+	bal := func(r routing.Route, b routing.Balance) routing.Route { r.Balance = b; return r }
+	btls := func(r routing.Route, verify bool) routing.Route {
+		r.BackendTLS = &routing.BackendTLS{Verify: verify}
+		return r
+	}
+	profile := func(name string) func(*Settings) {
+		return func(s *Settings) { s.Profile, _ = tlsconf.Lookup(name) }
+	}
+	sslHost := withTLS(host("secure.example.com", route("/", "10.0.0.1:443")), routing.TLS{})
+	return []goldenCase{
+		{name: "empty", table: table()},
+		{name: "hostname", table: table(host("web.example.com", route("/", "127.0.0.1:32768")))},
+		{name: "round_robin_backends", table: table(host("web.example.com", route("/", "127.0.0.1:32769", "127.0.0.1:32768", "[::1]:32770")))},
+		{name: "alias_domain", table: table(routing.Host{Name: "web.example.com", Aliases: []string{"www.example.com", "example.com"},
+			Routes: []routing.Route{route("/", "127.0.0.1:32768")}})},
+		{name: "context_root", table: table(host("app.example.com",
+			route("/api", "127.0.0.1:9001"), route("/api/v2", "127.0.0.1:9002"), route("/", "127.0.0.1:9000")))},
+		{name: "context_root_no_root_route", table: table(host("app.example.com", route("/app", "127.0.0.1:9001")))},
+		{name: "context_root_rewrite", table: table(host("app.example.com", strip(route("/app", "127.0.0.1:9001"))))},
+		{name: "context_root_escaped", table: table(host("app.example.com", route("/caf%C3%A9/%24x%22y", "127.0.0.1:9001")))},
+		{name: "websocket_endpoint", table: table(host("chat.example.com",
+			ws(route("/", "127.0.0.1:9001"), "/ws", "/socket/live")))},
+		{name: "websocket_rewrite", table: table(host("chat.example.com",
+			strip(ws(route("/chat", "127.0.0.1:9001"), "/chat", "/chat/ws")), route("/chat/ws/admin", "127.0.0.1:9002")))},
+		{name: "websocket_shadowed", table: table(host("chat.example.com",
+			ws(route("/api", "127.0.0.1:9001"), "/api/v1/ws"), route("/api/v1", "127.0.0.1:9002")))},
+		{name: "balance_leastconn", table: table(host("web.example.com", bal(route("/", "127.0.0.1:1", "127.0.0.1:2"), routing.LeastConn)))},
+		{name: "balance_source_ip_hash", table: table(host("web.example.com", bal(route("/", "127.0.0.1:1", "127.0.0.1:2"), routing.Source)))},
+		{name: "balance_random", table: table(host("web.example.com", bal(route("/", "127.0.0.1:1", "127.0.0.1:2"), routing.Random)))},
+		{name: "no_backend", table: table(host("web.example.com", route("/"), route("/x", "127.0.0.1:1")))},
+		{name: "ssl_default_cert", table: table(sslHost)},
+		{name: "ssl_only", table: table(withTLS(host("secure.example.com", route("/", "127.0.0.1:1")), routing.TLS{Only: true}))},
+		{name: "ssl_only_other_port", table: table(withTLS(host("secure.example.com", route("/", "127.0.0.1:1")), routing.TLS{Only: true})),
+			settings: func(s *Settings) { s.HTTPAddr, s.HTTPSAddr = "127.0.0.1:8080", "127.0.0.1:8443" }},
+		{name: "ssl_cert", table: table(withTLS(host("secure.example.com", route("/", "127.0.0.1:1")),
+			routing.TLS{CertFile: "secure/cert.pem", KeyFile: "secure/key.pem"}), host("plain.example.com", route("/", "127.0.0.1:2")))},
+		{name: "ssl_cert_missing", table: table(withTLS(host("secure.example.com", route("/", "127.0.0.1:1")),
+			routing.TLS{CertFile: "missing.pem", KeyFile: "missing.key"})),
+			settings: func(s *Settings) { s.CertMissing = func(p string) bool { return filepath.Base(p) == "missing.pem" } }},
+		{name: "ssl_backend_verify", table: table(host("web.example.com", btls(route("/", "10.0.0.1:8443"), true)))},
+		{name: "ssl_backend_noverify", table: table(host("web.example.com", btls(route("/", "10.0.0.1:8443"), false)))},
+		{name: "tcp_skipped", table: table(host("db.example.com", routing.Route{Path: "/", Protocol: routing.TCP, Backends: backends("127.0.0.1:5432")}),
+			host("web.example.com", route("/", "127.0.0.1:1")))},
+		{name: "health_check_and_options_ignored", table: table(host("web.example.com", routing.Route{Path: "/",
+			HealthCheck: &routing.HealthCheck{Path: "/health", Interval: 5 * time.Second}, BackendOptions: []string{"forwardfor"},
+			Backends: backends("127.0.0.1:1")}))},
+		{name: "tls_modern", table: table(sslHost), settings: profile(tlsconf.Modern)},
+		{name: "tls_old", table: table(sslHost), settings: profile(tlsconf.Old)},
+		{name: "listen_ipv6", table: table(host("web.example.com", route("/", "[::1]:9000"))),
+			settings: func(s *Settings) { s.HTTPAddr = "[::1]:8080" }},
+		{name: "container_runtime", table: table(host("web.example.com", route("/", "172.17.0.3:80"))),
+			settings: func(s *Settings) { s.Runtime = Runtime{} }},
+	}
+}
+
+func renderCase(t *testing.T, tc goldenCase, s Settings) []byte {
+	t.Helper()
+	if tc.settings != nil {
+		tc.settings(&s)
+	}
+	v, err := NewView(tc.table, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := LoadTemplate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tmpl.Render(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGolden compares every label feature's rendering with
+// testdata/NAME.golden; go test -run TestGolden -update rewrites them.
+func TestGolden(t *testing.T) {
+	for _, tc := range goldenCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			got := renderCase(t, tc, goldenSettings())
+			if again := renderCase(t, tc, goldenSettings()); !bytes.Equal(got, again) {
+				t.Fatal("two renders of the same table differ")
+			}
+			checkStructure(t, got)
+			path := filepath.Join("testdata", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestGolden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the rendering (go test -run TestGolden -update to accept):\n%s", path, got)
+			}
+		})
+	}
+}
