@@ -30,6 +30,12 @@ type Options struct {
 	// a steady stream of events cannot starve the proxy. Quiet 0 applies
 	// at once (right for the built-in proxy, whose apply is a pointer
 	// swap); MaxWait defaults to 1s.
+	//
+	// Under churn the quiet period stretches: when changes arrived while a
+	// table was being applied, the next batch waits twice as long (up to
+	// MaxWait), and a calm apply resets it. A lone change still applies
+	// after Quiet; a burst of container starts that outpaces the proxy's
+	// reloads is folded into fewer reloads.
 	Quiet, MaxWait time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed apply.
 	// Defaults 500ms and 30s.
@@ -123,6 +129,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		quiet    <-chan time.Time
 		deadline time.Time
 		retry    = c.opts.RetryMin
+		// churn counts consecutive applies during which changes arrived.
+		churn int
 	)
 	for {
 		var fire <-chan time.Time
@@ -139,12 +147,13 @@ func (c *Controller) Run(ctx context.Context) error {
 				p.at = next.at
 			}
 			next = &p
-			wait := min(c.opts.Quiet, time.Until(deadline))
+			wait := min(c.quietFor(churn), time.Until(deadline))
 			quiet = time.After(max(wait, 0))
 			continue
 		case <-fire:
 		}
-		if err := c.reconcile(ctx, *next); err != nil {
+		applied, err := c.reconcile(ctx, *next)
+		if err != nil {
 			// Keep the snapshot and try again after a backoff, unless a
 			// newer one arrives first (it resets the timer above).
 			c.log.Error("apply failed; the previous configuration keeps serving", "driver", c.driver.Name(), "error", err, "retry_in", retry)
@@ -155,11 +164,32 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		retry = c.opts.RetryMin
 		next = nil
+		if applied {
+			if len(c.mailbox) > 0 {
+				churn++
+			} else {
+				churn = 0
+			}
+		}
 	}
 }
 
-// reconcile builds the table for p and applies it when it changed.
-func (c *Controller) reconcile(ctx context.Context, p pending) error {
+// quietFor is the quiet period after churn busy applies in a row: Quiet
+// doubled each time, at most MaxWait.
+func (c *Controller) quietFor(churn int) time.Duration {
+	q := c.opts.Quiet
+	for range min(churn, 16) {
+		if q >= c.opts.MaxWait {
+			break
+		}
+		q *= 2
+	}
+	return min(q, c.opts.MaxWait)
+}
+
+// reconcile builds the table for p and applies it when it changed,
+// reporting whether it called the driver.
+func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
 	table, problems := discovery.Build(p.snap, c.discovery)
 	hash := table.Hash()
 
@@ -173,7 +203,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) error {
 	}
 
 	if prev.Applied && hash == prev.Hash {
-		return nil
+		return false, nil
 	}
 	start := time.Now()
 	err := c.safeApply(ctx, table)
@@ -193,7 +223,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) error {
 	if err != nil {
 		c.status.LastApply.Error = err.Error()
 		c.status.Failures++
-		return err
+		return true, err
 	}
 	c.status.Applies++
 	c.status.Applied = true
@@ -203,7 +233,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) error {
 	logChanges(c.log, prev.Table, table)
 	c.log.Debug("table applied", "driver", c.driver.Name(), "hosts", len(table.Hosts),
 		"backends", table.BackendCount(), "took", took, "since_change", c.status.LastConvergence)
-	return nil
+	return true, nil
 }
 
 // safeApply turns a driver panic into an error, so one bad apply cannot

@@ -237,3 +237,54 @@ func TestObserverSeesBuildsAndApplies(t *testing.T) {
 		}
 	})
 }
+
+// slowDriver takes a while to apply, like a proxy that validates and
+// reloads.
+type slowDriver struct {
+	fakeDriver
+	took time.Duration
+}
+
+func (d *slowDriver) Apply(ctx context.Context, t routing.Table) error {
+	time.Sleep(d.took)
+	return d.fakeDriver.Apply(ctx, t)
+}
+
+func TestChurnStretchesQuietButNotForALoneChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &slowDriver{took: 300 * time.Millisecond}
+		c, cancel := start(t, d, Options{Quiet: 100 * time.Millisecond, MaxWait: 2 * time.Second})
+		defer cancel()
+
+		// A burst: a new container every 200 ms for 10 s, faster than the
+		// 400 ms a quiet period plus an apply take.
+		for i := range 50 {
+			c.Update(snap(web("a", "a.example.com", uint16(30000+i))))
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		burst := d.count()
+		// Without stretching, every 400 ms would apply: 25 applies.
+		if burst > 10 {
+			t.Errorf("a 10 s burst caused %d applies, want the quiet period stretched to fold it into a few", burst)
+		}
+		if got := d.applied[len(d.applied)-1].Hosts[0].Routes[0].Backends[0].Address; got != "127.0.0.1:30049" {
+			t.Errorf("last applied backend %s, want the burst's last state", got)
+		}
+
+		// After a calm apply, a lone change waits only Quiet again.
+		c.Update(snap(web("a", "a.example.com", 40000)))
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		begin := time.Now()
+		c.Update(snap(web("a", "a.example.com", 40001)))
+		for n := d.count(); d.count() == n; {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took := time.Since(begin); took > 100*time.Millisecond+d.took+20*time.Millisecond {
+			t.Errorf("a lone change after calm took %v to apply, want Quiet (100ms) plus the apply (300ms)", took)
+		}
+	})
+}
