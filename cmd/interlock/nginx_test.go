@@ -226,15 +226,24 @@ func TestNginxLocalRoutesLabels(t *testing.T) {
 		t.Errorf("the bad label reached nginx.conf:\n%s", live)
 	}
 
-	// interlock render --proxy nginx prints exactly the live file.
-	var out, errOut bytes.Buffer
+	// interlock render --proxy nginx prints exactly the live file. Other
+	// test binaries share the engine, so the state may move between the
+	// apply and the render: compare until both saw the same state.
 	renderArgs := append([]string{"render", "--http-addr", strings.TrimPrefix(in.proxy, "http://")}, n.args()...)
-	if code := realMain(context.Background(), renderArgs, []string{}, &out, &errOut); code != 0 {
-		t.Fatalf("render exited %d: %s", code, errOut.String())
-	}
-	if !bytes.Equal(out.Bytes(), live) {
-		t.Errorf("render --proxy nginx differs from the live file:\n%s\n---- live:\n%s", out.Bytes(), live)
-	}
+	testenv.WaitFor(t, 20*time.Second, "render --proxy nginx equal to the live file", func() error {
+		var out, errOut bytes.Buffer
+		if code := realMain(context.Background(), renderArgs, []string{}, &out, &errOut); code != 0 {
+			return fmt.Errorf("render exited %d: %s", code, errOut.String())
+		}
+		live, err := os.ReadFile(n.live())
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(out.Bytes(), live) {
+			return fmt.Errorf("render differs from the live file:\n%s\n---- live:\n%s", out.Bytes(), live)
+		}
+		return nil
+	})
 
 	// A container that stops leaves nginx's configuration.
 	if err := e.Stop(context.Background(), webC.ID); err != nil {

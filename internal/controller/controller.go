@@ -31,11 +31,13 @@ type Options struct {
 	// at once (right for the built-in proxy, whose apply is a pointer
 	// swap); MaxWait defaults to 1s.
 	//
-	// Under churn the quiet period stretches: when changes arrived while a
-	// table was being applied, the next batch waits twice as long (up to
-	// MaxWait), and a calm apply resets it. A lone change still applies
-	// after Quiet; a burst of container starts that outpaces the proxy's
-	// reloads is folded into fewer reloads.
+	// Under churn the quiet period stretches: a batch that begins within
+	// MaxWait of the previous apply waits twice as long as that one did
+	// (up to MaxWait); a batch after a calm MaxWait starts over at Quiet.
+	// A lone change still applies after Quiet, and a burst of container
+	// starts is folded into a few applies. A change that takes a live
+	// backend away (a container stopping) never waits longer than Quiet:
+	// it must leave the proxy before it dies.
 	Quiet, MaxWait time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed apply.
 	// Defaults 500ms and 30s.
@@ -70,6 +72,9 @@ type Controller struct {
 
 	mu     sync.Mutex
 	status Status
+	// liveIDs are the containers and tasks behind the live table's
+	// backends.
+	liveIDs map[string]bool
 }
 
 type pending struct {
@@ -129,8 +134,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		quiet    <-chan time.Time
 		deadline time.Time
 		retry    = c.opts.RetryMin
-		// churn counts consecutive applies during which changes arrived.
-		churn int
+		// churn counts batches in a row that began soon after an apply.
+		churn     int
+		lastApply time.Time
 	)
 	for {
 		var fire <-chan time.Time
@@ -143,11 +149,21 @@ func (c *Controller) Run(ctx context.Context) error {
 		case p := <-c.mailbox:
 			if next == nil {
 				deadline = time.Now().Add(c.opts.MaxWait)
+				if !lastApply.IsZero() && time.Since(lastApply) < c.opts.MaxWait {
+					churn++
+				} else {
+					churn = 0
+				}
 			} else {
 				p.at = next.at
 			}
 			next = &p
-			wait := min(c.quietFor(churn), time.Until(deadline))
+			wait := c.quietFor(churn)
+			if c.takesLiveBackend(p.snap) {
+				wait = c.opts.Quiet
+				deadline = minTime(deadline, time.Now().Add(c.opts.Quiet))
+			}
+			wait = min(wait, time.Until(deadline))
 			quiet = time.After(max(wait, 0))
 			continue
 		case <-fire:
@@ -165,13 +181,47 @@ func (c *Controller) Run(ctx context.Context) error {
 		retry = c.opts.RetryMin
 		next = nil
 		if applied {
-			if len(c.mailbox) > 0 {
-				churn++
-			} else {
-				churn = 0
+			lastApply = time.Now()
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// takesLiveBackend reports whether snap no longer offers a container or
+// task that backs the live table: it is stopping, unhealthy or gone.
+func (c *Controller) takesLiveBackend(snap docker.Snapshot) bool {
+	c.mu.Lock()
+	live := c.liveIDs
+	c.mu.Unlock()
+	if len(live) == 0 {
+		return false
+	}
+	routable := 0
+	for _, ct := range snap.Containers {
+		if live[ct.ID] {
+			if !ct.Routable() {
+				return true
+			}
+			routable++
+		}
+	}
+	for _, svc := range snap.Services {
+		for _, t := range svc.Tasks {
+			if live[t.ID] {
+				if !t.Routable() {
+					return true
+				}
+				routable++
 			}
 		}
 	}
+	return routable < len(live)
 }
 
 // quietFor is the quiet period after churn busy applies in a row: Quiet
@@ -227,6 +277,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
 	}
 	c.status.Applies++
 	c.status.Applied = true
+	c.liveIDs = backendIDs(table)
 	c.status.Hash = hash
 	c.status.Table = table
 	c.status.LastConvergence = time.Since(p.at)
@@ -265,4 +316,22 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// backendIDs collects the container and task IDs behind t's backends.
+func backendIDs(t routing.Table) map[string]bool {
+	ids := map[string]bool{}
+	for _, h := range t.Hosts {
+		for _, r := range h.Routes {
+			for _, b := range r.Backends {
+				switch {
+				case b.Task != "":
+					ids[b.Task] = true
+				case b.Container != "":
+					ids[b.Container] = true
+				}
+			}
+		}
+	}
+	return ids
 }

@@ -288,3 +288,38 @@ func TestChurnStretchesQuietButNotForALoneChange(t *testing.T) {
 		}
 	})
 }
+
+func TestStoppingBackendSkipsTheStretchedQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &slowDriver{took: 300 * time.Millisecond}
+		c, cancel := start(t, d, Options{Quiet: 100 * time.Millisecond, MaxWait: 5 * time.Second})
+		defer cancel()
+		stay := web("s", "stay.example.com", 29999)
+		// Churn: the quiet period stretches towards 5 s.
+		for i := range 20 {
+			c.Update(snap(stay, web("a", "a.example.com", uint16(30000+i))))
+			time.Sleep(200 * time.Millisecond)
+		}
+		synctest.Wait()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		// Still within churn (MaxWait of the last apply): the container of
+		// stay.example.com is being stopped. It must go after Quiet, not
+		// after the stretched wait.
+		before := d.count()
+		stopping := stay
+		stopping.Draining = true
+		begin := time.Now()
+		c.Update(snap(stopping, web("a", "a.example.com", 30019)))
+		for d.count() == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took := time.Since(begin); took > 100*time.Millisecond+d.took+20*time.Millisecond {
+			t.Errorf("a stopping backend left the proxy after %v, want Quiet (100ms) plus the apply (300ms)", took)
+		}
+		last := d.applied[len(d.applied)-1]
+		if _, ok := last.Lookup("stay.example.com"); ok {
+			t.Errorf("the stopping container's host is still in the applied table")
+		}
+	})
+}
