@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,9 +66,16 @@ type goImage struct {
 	bin  string // binary name, at /bin in the image, its entrypoint
 	// source returns the directory of the main package.
 	source func(ctx context.Context) (string, error)
+	// customDockerfile, when set, replaces the one-line image; extra are
+	// more files for its build context.
+	customDockerfile string
+	extra            map[string][]byte
 }
 
 func (g goImage) dockerfile() string {
+	if g.customDockerfile != "" {
+		return g.customDockerfile
+	}
 	return "FROM scratch\nCOPY " + g.bin + " /" + g.bin + "\nENTRYPOINT [\"/" + g.bin + "\"]\n"
 }
 
@@ -89,6 +98,10 @@ func (e *Env) buildGoImage(ctx context.Context, g goImage) (string, error) {
 	sum := sha256.New()
 	sum.Write(bin)
 	sum.Write([]byte(g.dockerfile()))
+	for _, name := range slices.Sorted(maps.Keys(g.extra)) {
+		sum.Write([]byte(name))
+		sum.Write(g.extra[name])
+	}
 	sum.Write([]byte(LabelTest + LabelImage)) // image labels are part of its content
 	tag := g.repo + ":" + hex.EncodeToString(sum.Sum(nil))[:16]
 
@@ -186,6 +199,13 @@ func buildContext(g goImage, bin []byte) (io.Reader, error) {
 	}{
 		{"Dockerfile", 0o644, []byte(g.dockerfile())},
 		{g.bin, 0o755, bin},
+	}
+	for _, name := range slices.Sorted(maps.Keys(g.extra)) {
+		files = append(files, struct {
+			name string
+			mode int64
+			data []byte
+		}{name, 0o644, g.extra[name]})
 	}
 	for _, f := range files {
 		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: now, Typeflag: tar.TypeReg}

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 )
 
@@ -13,22 +15,35 @@ const InterlockRepo = "interlock-test-interlock"
 // InterlockPath is the binary's path inside that image.
 const InterlockPath = "/interlock"
 
-// InterlockImage returns the tag of an image FROM scratch holding a static
-// build of this checkout's cmd/interlock, building it when the sources
-// changed. Like the backend image, it is labelled and not swept.
+// InterlockImage returns the tag of the product image, built with the
+// repository's Dockerfile from a static build of this checkout's
+// cmd/interlock and the host's CA certificates, when the sources changed.
+// Like the backend image, it is labelled and not swept.
 func (e *Env) InterlockImage(ctx context.Context) (string, error) {
 	e.imageMu.Lock()
 	defer e.imageMu.Unlock()
 	if e.interlockImage != "" {
 		return e.interlockImage, nil
 	}
-	tag, err := e.buildGoImage(ctx, goImage{repo: InterlockRepo, kind: "interlock", bin: "interlock", source: func(ctx context.Context) (string, error) {
-		dir, err := packageDir(ctx)
-		if err != nil {
-			return "", err
-		}
-		return filepath.Join(dir, "..", "..", "cmd", "interlock"), nil
-	}})
+	dir, err := packageDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	root := filepath.Join(dir, "..", "..")
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		return "", fmt.Errorf("interlock image: %w", err)
+	}
+	cas, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		return "", fmt.Errorf("interlock image: the host's CA bundle (Debian package ca-certificates): %w", err)
+	}
+	tag, err := e.buildGoImage(ctx, goImage{
+		repo: InterlockRepo, kind: "interlock", bin: "interlock",
+		source:           func(context.Context) (string, error) { return filepath.Join(root, "cmd", "interlock"), nil },
+		customDockerfile: string(dockerfile),
+		extra:            map[string][]byte{"ca-certificates.crt": cas},
+	})
 	if err != nil {
 		return "", err
 	}

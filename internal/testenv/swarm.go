@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,10 +202,17 @@ func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) Int
 		Labels:       e.Labels(),
 		ExposedPorts: network.PortSet{proxyPort: {}, apiPort: {}},
 	}
+	// The image runs as nobody: the socket's group lets it in, as the
+	// Dockerfile tells users to do.
+	var sock syscall.Stat_t
+	if err := syscall.Stat("/var/run/docker.sock", &sock); err != nil {
+		t.Fatalf("stat the docker socket: %v", err)
+	}
 	host := &container.HostConfig{
 		PortBindings: network.PortMap{proxyPort: loopback, apiPort: loopback},
 		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}},
 		NetworkMode:  container.NetworkMode(networkName),
+		GroupAdd:     []string{strconv.Itoa(int(sock.Gid))},
 	}
 	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{networkName: {}}}
 	res, err := e.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host, NetworkingConfig: netcfg})
