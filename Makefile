@@ -4,7 +4,7 @@
 GO       ?= go
 PKGS     ?= ./...
 # Debian packages the test suite and benchmarks use: command:package.
-TEST_DEPS  := chromium:chromium nginx:nginx
+TEST_DEPS  := chromium:chromium nginx:nginx haproxy:haproxy
 BENCH_DEPS := wrk:wrk
 
 .PHONY: all build test deps lint bench bench-go bench-convergence fuzz clean

@@ -36,6 +36,16 @@ func TestCLI(t *testing.T) {
 		{name: "run help", args: []string{"run", "-h"}, wantCode: 2, wantStderr: []string{"-docker-host", "-http-addr", "INTERLOCK_DOCKER_HOST"}},
 		{name: "run unknown flag", args: []string{"run", "--htp-addr", ":1"}, wantCode: 1, wantStderr: []string{"htp-addr"}},
 		{name: "run bad address", args: []string{"run", "--http-addr", "localhost:99999"}, wantCode: 1, wantStderr: []string{"--http-addr"}},
+		{
+			name: "run haproxy without its binary", args: []string{"run", "--proxy", "haproxy", "--haproxy-binary", "/nonexistent/haproxy"},
+			wantCode: 1, wantStderr: []string{"--haproxy-binary /nonexistent/haproxy: not found", "apt-get install haproxy"},
+		},
+		{
+			name: "run haproxy stats off loopback", args: []string{"run", "--proxy", "haproxy", "--stats-addr", "0.0.0.0:8404"},
+			wantCode: 1, wantStderr: []string{"--stats-addr:", "not a loopback address"},
+		},
+		{name: "check template without file", args: []string{"check", "--proxy", "haproxy"}, wantCode: 1, wantStderr: []string{"interlock check --template FILE"}},
+		{name: "check template for builtin", args: []string{"check", "--template", good, "--proxy", "builtin"}, wantCode: 1, wantStderr: []string{`--proxy "builtin" takes no template`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

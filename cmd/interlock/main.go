@@ -22,10 +22,11 @@ const usage = `interlock gives Docker containers and services their host names.
 Usage:
   interlock run [flags]      watch Docker and route labelled containers
   interlock render [flags]   print what would be routed for the current Docker state (JSON;
-                             with --proxy nginx, the exact nginx.conf that would be written)
+                             with --proxy nginx or haproxy, the exact file that would be written)
   interlock check FILE       validate a configuration file
-  interlock check --template FILE
-                             render a sample with an nginx template and run nginx -t on it
+  interlock check --template FILE [--proxy nginx|haproxy]
+                             render a sample with an nginx (default) or haproxy template and
+                             validate it with nginx -t or haproxy -c
   interlock version          print the version
 
 Run "interlock run -h" for the flags of run and render.

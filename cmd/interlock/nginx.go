@@ -35,16 +35,25 @@ func tlsProfile(cfg config.Config) (tlsconf.Profile, error) {
 	return p, nil
 }
 
-// nginxBinary finds the nginx executable; Debian puts it in /usr/sbin,
-// which a non-root PATH often lacks.
-func nginxBinary(name string) (string, error) {
+// lookBinary finds an executable in PATH or, for a bare name, in
+// /usr/sbin: Debian puts nginx and haproxy there, and a non-root PATH often
+// lacks it.
+func lookBinary(name string) (string, bool) {
 	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+		return p, true
 	}
 	if filepath.Base(name) == name {
 		if p, err := exec.LookPath(filepath.Join("/usr/sbin", name)); err == nil {
-			return p, nil
+			return p, true
 		}
+	}
+	return "", false
+}
+
+// nginxBinary finds the nginx executable, in PATH or /usr/sbin.
+func nginxBinary(name string) (string, error) {
+	if p, ok := lookBinary(name); ok {
+		return p, nil
 	}
 	return "", fmt.Errorf("--nginx-binary %s: not found in PATH or /usr/sbin; install nginx (Debian: apt-get install nginx) or name the executable", name)
 }

@@ -53,8 +53,10 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	defer cli.Close()
 
-	// The driver: the built-in proxy serves --http-addr itself; nginx
-	// listens there on its own, and reloads, so its changes are coalesced.
+	// The driver: the built-in proxy serves --http-addr itself; nginx and
+	// haproxy listen there on their own, and reload, so their changes are
+	// coalesced (haproxy applies backend-only changes without a reload, but
+	// a burst still costs one apply, not one per event).
 	var (
 		driver      controller.Driver
 		proxy       http.Handler
@@ -74,8 +76,15 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		}
 		driver, sideload, closeDriver = d, side, d.Close
 		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
+	case config.ProxyHAProxy:
+		d, err := newHAProxy(cfg, log, true)
+		if err != nil {
+			return err
+		}
+		driver, closeDriver = d, d.Close
+		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
 	default:
-		return fmt.Errorf("--proxy %s: this driver is not available in this build yet; use --proxy builtin or nginx", cfg.Proxy)
+		return fmt.Errorf("--proxy %s: unknown driver; use --proxy builtin, nginx or haproxy", cfg.Proxy)
 	}
 
 	driver = view.observeReloads(driver)
@@ -165,7 +174,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	defer done()
 	wg.Wait()
 	// The loop has stopped: no apply can race the driver's end (a
-	// supervised nginx finishes its requests and exits).
+	// supervised nginx or haproxy finishes its requests and exits).
 	if err := closeDriver(shutdownCtx); err != nil {
 		log.Warn("proxy driver did not stop cleanly", "driver", driver.Name(), "error", err)
 	}
@@ -189,9 +198,23 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 		return err
 	}
 	table, problems := discovery.Build(snap, discovery.Options{BackendAddress: cfg.BackendAddress, Network: cfg.Network})
-	if cfg.Proxy == config.ProxyNginx {
-		// The exact file Apply would write: same driver, same settings.
-		d, _, err := newNginx(cfg, cli, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	// With a driver that writes a file: the exact file Apply would write,
+	// from the same driver with the same settings.
+	quiet := slog.New(slog.DiscardHandler)
+	switch cfg.Proxy {
+	case config.ProxyNginx:
+		d, _, err := newNginx(cfg, cli, quiet, false)
+		if err != nil {
+			return err
+		}
+		conf, _, err := d.Render(table)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(conf)
+		return err
+	case config.ProxyHAProxy:
+		d, err := newHAProxy(cfg, quiet, false)
 		if err != nil {
 			return err
 		}
@@ -206,10 +229,6 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 }
 
 func checkCommand(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 2 && args[0] == "--template" || len(args) == 1 && strings.HasPrefix(args[0], "--template=") {
-		path := strings.TrimPrefix(args[len(args)-1], "--template=")
-		return checkTemplate(ctx, path, stdout)
-	}
 	if len(args) == 1 && args[0] != "" && !strings.HasPrefix(args[0], "-") {
 		if _, err := config.LoadFile(args[0]); err != nil {
 			return err
@@ -217,5 +236,21 @@ func checkCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: ok\n", args[0])
 		return nil
 	}
-	return fmt.Errorf("check takes the configuration file (interlock check /etc/interlock/config.toml) or a template (interlock check --template FILE)")
+	usage := errors.New("check takes the configuration file (interlock check /etc/interlock/config.toml) or a template (interlock check --template FILE [--proxy nginx|haproxy])")
+	// A template: --template FILE, and the driver it is for (nginx unless
+	// --proxy says otherwise), in either order.
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("template", "", "")
+	proxy := fs.String("proxy", config.ProxyNginx, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *path == "" {
+		return usage
+	}
+	switch *proxy {
+	case config.ProxyNginx:
+		return checkTemplate(ctx, *path, stdout)
+	case config.ProxyHAProxy:
+		return checkHAProxyTemplate(ctx, *path, stdout)
+	}
+	return fmt.Errorf("check --template: --proxy %q takes no template; want nginx or haproxy", *proxy)
 }

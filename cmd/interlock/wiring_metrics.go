@@ -11,6 +11,7 @@ import (
 	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/metrics"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
+	"github.com/interlock-proxy/interlock/internal/proxy/haproxy"
 	"github.com/interlock-proxy/interlock/internal/proxy/nginx"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -45,10 +46,19 @@ func (v *operatorView) observer() controller.Observer { return observers{v.metri
 // each reload is counted and timed; other drivers are returned as they
 // are.
 func (v *operatorView) observeReloads(d controller.Driver) controller.Driver {
-	if n, ok := d.(*nginx.Driver); ok {
+	switch n := d.(type) {
+	case *nginx.Driver:
 		return reloadObserved{Driver: d, m: v.metrics, log: v.log, counts: func() (int64, int64) {
 			s := n.Stats()
 			return s.Reloads, s.Failures
+		}}
+	case *haproxy.Driver:
+		// Reloads only: an apply over the Runtime API (backends added,
+		// drained, moved) changes HAProxy without one, and is no reload.
+		// The first start counts, as nginx's first configuration does.
+		return reloadObserved{Driver: d, m: v.metrics, log: v.log, counts: func() (int64, int64) {
+			s := n.Stats()
+			return s.Reloads + s.Starts, s.Failures
 		}}
 	}
 	return d

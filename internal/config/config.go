@@ -83,17 +83,19 @@ type Config struct {
 	// list (OpenSSL names) and its protocol versions (TLSv1.2 TLSv1.3).
 	// Default "" (the profile's).
 	TLSCiphers, TLSProtocols string
-	// Template is a custom configuration template for the nginx driver.
-	// Default "" (the built-in one).
+	// Template is a custom configuration template for the nginx or the
+	// haproxy driver (whichever Proxy names). Default "" (the driver's
+	// built-in one).
 	Template string
 	// StateDir is where Interlock keeps the files of a proxy it drives
-	// (nginx.conf, pid file, temp paths, default certificate). Default
-	// "/var/lib/interlock".
+	// (nginx/: nginx.conf, pid file, temp paths, default certificate;
+	// haproxy/: haproxy.cfg, sockets, server state, certificate bundles).
+	// Default "/var/lib/interlock".
 	StateDir string
 	// ReloadQuiet and ReloadMaxWait coalesce bursts of changes for drivers
-	// that reload (nginx): apply once nothing changed for ReloadQuiet, but
-	// never later than ReloadMaxWait after the first change. Defaults
-	// 100ms and 1s.
+	// that reload (nginx, haproxy): apply once nothing changed for
+	// ReloadQuiet, but never later than ReloadMaxWait after the first
+	// change. Defaults 100ms and 1s.
 	ReloadQuiet, ReloadMaxWait time.Duration
 	// NginxBinary is the nginx executable. Default "nginx" (from PATH).
 	NginxBinary string
@@ -115,6 +117,25 @@ type Config struct {
 	// ProxyContainerLabel is the value of interlock.ext.name that marks the
 	// proxy containers. Default "nginx".
 	ProxyContainerLabel string
+
+	// HAProxyBinary is the haproxy executable. Default "haproxy" (from
+	// PATH, else /usr/sbin).
+	HAProxyBinary string
+	// HAProxyConfig is the live haproxy.cfg Interlock writes. Default ""
+	// (STATE_DIR/haproxy/haproxy.cfg).
+	HAProxyConfig string
+	// TCPAddr is the host:port where the haproxy driver serves tcp routes
+	// (interlock.protocol=tcp), routed by the TLS SNI of the client hello
+	// and passed through untouched. Default "" (tcp routes are left out).
+	TCPAddr string
+	// StatsAddr is the loopback host:port of HAProxy's stats page (with
+	// admin actions) and its Prometheus /metrics. Default "127.0.0.1:8404";
+	// "" serves none.
+	StatsAddr string
+	// DrainTimeout is how long HAProxy lets a server that left the table
+	// (a stopping container) finish its connections before they are cut,
+	// and an old worker finish after a reload. Default 30s, minimum 1s.
+	DrainTimeout time.Duration
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -140,6 +161,9 @@ const (
 	defaultNginxDelivery        = NginxCopy
 	defaultNginxContainerConfig = "/etc/nginx/nginx.conf"
 	defaultProxyContainerLabel  = "nginx"
+	defaultHAProxyBinary        = "haproxy"
+	defaultStatsAddr            = "127.0.0.1:8404"
+	defaultDrainTimeout         = 30 * time.Second
 )
 
 // The values of Config.NginxTarget and Config.NginxDelivery.
@@ -152,6 +176,9 @@ const (
 
 // MinResyncInterval is the smallest ResyncInterval Validate accepts.
 const MinResyncInterval = time.Second
+
+// MinDrainTimeout is the smallest DrainTimeout Validate accepts.
+const MinDrainTimeout = time.Second
 
 // The values of Config.Proxy.
 const (
@@ -184,6 +211,9 @@ func Default() Config {
 		NginxDelivery:        defaultNginxDelivery,
 		NginxContainerConfig: defaultNginxContainerConfig,
 		ProxyContainerLabel:  defaultProxyContainerLabel,
+		HAProxyBinary:        defaultHAProxyBinary,
+		StatsAddr:            defaultStatsAddr,
+		DrainTimeout:         defaultDrainTimeout,
 	}
 }
 

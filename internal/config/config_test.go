@@ -151,6 +151,11 @@ func fullWant() Config {
 		NginxDelivery:        NginxVolume,
 		NginxContainerConfig: "/etc/nginx/interlock.conf",
 		ProxyContainerLabel:  "edge",
+		HAProxyBinary:        "/usr/local/sbin/haproxy",
+		HAProxyConfig:        "/srv/haproxy/haproxy.cfg",
+		TCPAddr:              "0.0.0.0:8444",
+		StatsAddr:            "[::1]:9404",
+		DrainTimeout:         45 * time.Second,
 	}
 }
 
@@ -387,6 +392,27 @@ func TestPrecedence(t *testing.T) {
 			key: "proxy_container_label", file: `"file"`, env: "env", flag: "flag",
 			want: [...]string{"nginx", "file", "", "env", "flag"},
 		},
+		{
+			key: "haproxy_binary", file: `"/file/haproxy"`, env: "/env/haproxy", flag: "haproxy-debug",
+			want: [...]string{"haproxy", "/file/haproxy", "", "/env/haproxy", "haproxy-debug"},
+		},
+		{
+			key: "haproxy_config", file: `"/file/haproxy.cfg"`, env: "/env/haproxy.cfg", flag: "",
+			want: [...]string{"", "/file/haproxy.cfg", "", "/env/haproxy.cfg", ""},
+		},
+		{
+			// The flag sets the empty value: given, it still wins.
+			key: "tcp_addr", file: `":4001"`, env: "127.0.0.1:4002", flag: "",
+			want: [...]string{"", ":4001", "", "127.0.0.1:4002", ""},
+		},
+		{
+			key: "stats_addr", file: `"127.0.0.1:5001"`, env: "[::1]:5002", flag: "127.0.0.2:5003",
+			want: [...]string{"127.0.0.1:8404", "127.0.0.1:5001", "", "[::1]:5002", "127.0.0.2:5003"},
+		},
+		{
+			key: "drain_timeout", file: `"5s"`, env: "1m", flag: "2s",
+			want: [...]string{"30s", "5s", "", "1m0s", "2s"},
+		},
 	}
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -612,6 +638,8 @@ func TestBadFlags(t *testing.T) {
 		{name: "cert without key", args: []string{"--tls-cert=" + filepath.Join("testdata", "certs", "cert.pem")}, want: []string{"--tls-cert is set but --tls-key is not"}},
 		{name: "key without cert", args: []string{"--tls-key=" + filepath.Join("testdata", "certs", "key.pem")}, want: []string{"--tls-key is set but --tls-cert is not"}},
 		{name: "unreadable ca", args: []string{"--tls-ca=/nonexistent/ca.pem"}, want: []string{"--tls-ca:", "/nonexistent/ca.pem", "no such file"}},
+		{name: "stats addr everywhere", args: []string{"--stats-addr=:8404"}, want: []string{"--stats-addr:", `":8404" is not a loopback address`}},
+		{name: "haproxy port 0", args: []string{"--proxy=haproxy", "--tcp-addr=127.0.0.1:0"}, want: []string{"--tcp-addr:", "haproxy needs a fixed port"}},
 		{
 			name: "every problem at once",
 			args: []string{"--proxy=squid", "--log-level=loud", "--log-format=xml", "--http-addr=:1", "--api-addr=:1"},
@@ -659,6 +687,7 @@ func TestBadEnv(t *testing.T) {
 		{name: "docker host tcp without port", environ: []string{"DOCKER_HOST=tcp://host"}, want: []string{"DOCKER_HOST:", "tcp://HOST:PORT"}},
 		{name: "docker cert path missing", environ: []string{"DOCKER_CERT_PATH=/nonexistent"}, want: []string{"tls_ca from DOCKER_CERT_PATH:", "/nonexistent/ca.pem", "tls_cert from DOCKER_CERT_PATH:", "/nonexistent/cert.pem", "/nonexistent/key.pem"}},
 		{name: "docker verify on a socket", environ: []string{"DOCKER_TLS_VERIFY=1"}, want: []string{"DOCKER_TLS_VERIFY is on but docker_host is"}},
+		{name: "drain minimum", environ: []string{"INTERLOCK_DRAIN_TIMEOUT=10ms"}, want: []string{"INTERLOCK_DRAIN_TIMEOUT:", "10ms is too short", "at least 1s"}},
 		{
 			name:    "every problem at once",
 			environ: []string{"INTERLOCK_COLOUR=blue", "INTERLOCK_TLS_VERIFY=yes", "INTERLOCK_PROXY=squid", "INTERLOCK_HTTP_ADDR=80"},

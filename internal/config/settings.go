@@ -70,9 +70,9 @@ var settings = []setting{
 	{flag: "tls-protocols", kind: kindString, field: func(c *Config) any { return &c.TLSProtocols },
 		usage: "override the profile's `PROTOCOLS` (\"TLSv1.2 TLSv1.3\")"},
 	{flag: "template", kind: kindString, field: func(c *Config) any { return &c.Template },
-		usage: "custom nginx configuration template `FILE` (Go text/template); empty: built-in"},
+		usage: "custom nginx or haproxy configuration template `FILE` (Go text/template); empty: built-in"},
 	{flag: "state-dir", kind: kindString, field: func(c *Config) any { return &c.StateDir },
-		usage: "`DIR` for the files of a proxy Interlock drives (nginx.conf, pid, temp paths)"},
+		usage: "`DIR` for the files of a proxy Interlock drives (nginx/, haproxy/)"},
 	{flag: "reload-quiet", kind: kindDuration, field: func(c *Config) any { return &c.ReloadQuiet },
 		usage: "reloading drivers apply after this quiet `DURATION` without changes"},
 	{flag: "reload-max-wait", kind: kindDuration, field: func(c *Config) any { return &c.ReloadMaxWait },
@@ -91,6 +91,16 @@ var settings = []setting{
 		usage: "`PATH` of nginx.conf inside the proxy containers (copy)"},
 	{flag: "proxy-container-label", kind: kindString, field: func(c *Config) any { return &c.ProxyContainerLabel },
 		usage: "`VALUE` of interlock.ext.name that marks the proxy containers"},
+	{flag: "haproxy-binary", kind: kindString, field: func(c *Config) any { return &c.HAProxyBinary },
+		usage: "haproxy executable `PATH` (looked up in PATH, then /usr/sbin)"},
+	{flag: "haproxy-config", kind: kindString, field: func(c *Config) any { return &c.HAProxyConfig },
+		usage: "live haproxy.cfg `FILE` Interlock writes; empty: STATE_DIR/haproxy/haproxy.cfg"},
+	{flag: "tcp-addr", kind: kindString, field: func(c *Config) any { return &c.TCPAddr },
+		usage: "`HOST:PORT` where haproxy serves tcp routes, by TLS SNI (passthrough); empty: none"},
+	{flag: "stats-addr", kind: kindString, field: func(c *Config) any { return &c.StatsAddr },
+		usage: "loopback `HOST:PORT` of HAProxy's stats page and /metrics; empty: none"},
+	{flag: "drain-timeout", kind: kindDuration, field: func(c *Config) any { return &c.DrainTimeout },
+		usage: "`DURATION` haproxy lets a stopping container finish its connections (min 1s)"},
 }
 
 // Names of the settings that are neither a TOML key nor a Config field of

@@ -108,6 +108,52 @@ func (c Config) validate(o origins) error {
 				o.names("nginx_pid_file", "nginx_target")))
 		}
 	}
+	add("haproxy_binary", checkNotEmpty(c.HAProxyBinary, "the haproxy executable, such as haproxy or /usr/sbin/haproxy"))
+	var tcpErr, statsErr error
+	if c.TCPAddr != "" {
+		tcpErr = checkListenAddr(c.TCPAddr)
+		add("tcp_addr", tcpErr)
+	}
+	if c.StatsAddr != "" {
+		statsErr = checkLoopbackAddr(c.StatsAddr)
+		add("stats_addr", statsErr)
+	}
+	if c.DrainTimeout < MinDrainTimeout {
+		add("drain_timeout", fmt.Errorf("%s is too short; want at least %s", c.DrainTimeout, MinDrainTimeout))
+	}
+	if c.Proxy == ProxyHAProxy {
+		// HAProxy's own listeners: each needs a fixed port (the file names
+		// it) and an address of its own. For the other drivers these
+		// settings mean nothing, so they are not held against them.
+		tcpOK, statsOK := c.TCPAddr != "" && tcpErr == nil, c.StatsAddr != "" && statsErr == nil
+		for _, a := range []struct {
+			key, v string
+			ok     bool
+		}{
+			{"http_addr", c.HTTPAddr, httpErr == nil}, {"https_addr", c.HTTPSAddr, httpsErr == nil},
+			{"tcp_addr", c.TCPAddr, tcpOK}, {"stats_addr", c.StatsAddr, statsOK},
+		} {
+			if a.ok && strings.HasSuffix(a.v, ":0") {
+				add(a.key, fmt.Errorf("%q: haproxy needs a fixed port, not 0", a.v))
+			}
+		}
+		taken := []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"https_addr", c.HTTPSAddr}, {"api_addr", c.APIAddr}}
+		own := func(key, v, what string) {
+			for _, other := range taken {
+				if v == other.v {
+					errs = append(errs, fmt.Errorf("%s are both %q; give %s an address of its own",
+						o.names(other.key, key), v, what))
+				}
+			}
+			taken = append(taken, struct{ key, v string }{key, v})
+		}
+		if tcpOK {
+			own("tcp_addr", c.TCPAddr, "the tcp listener")
+		}
+		if statsOK {
+			own("stats_addr", c.StatsAddr, "the stats page")
+		}
+	}
 	add("log_level", checkOneOf(c.LogLevel, "debug", "info", "warn", "error"))
 	add("log_format", checkOneOf(c.LogFormat, "text", "json"))
 
@@ -254,6 +300,19 @@ func checkListenAddr(s string) error {
 		if err := checkHost(host); err != nil {
 			return fmt.Errorf("%q: %w", s, err)
 		}
+	}
+	return nil
+}
+
+// checkLoopbackAddr is checkListenAddr for an address that must stay on
+// this machine: its host is a loopback IP address (127.0.0.0/8 or ::1).
+func checkLoopbackAddr(s string) error {
+	if err := checkListenAddr(s); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address; the stats page has admin rights, so bind it to 127.0.0.1 or [::1], such as %q (or set it empty for no stats page)", s, defaultStatsAddr)
 	}
 	return nil
 }

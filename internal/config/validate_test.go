@@ -70,6 +70,14 @@ func TestBadConfigs(t *testing.T) {
 		{file: "https_same_addr.toml", want: []string{"http_addr and https_addr in ", `both ":8080"`}},
 		{file: "nginx_container_config.toml", want: []string{"nginx_container_config in ", "not an absolute path"}},
 		{file: "nginx_pid_containers.toml", want: []string{"nginx_pid_file and nginx_target in ", "the target is containers"}},
+		{file: "haproxy_binary.toml", want: []string{"haproxy_binary in ", "is empty; want the haproxy executable"}},
+		{file: "tcp_addr.toml", want: []string{"tcp_addr in ", `"8443" is not host:port`}},
+		{file: "stats_addr.toml", want: []string{"stats_addr in ", `"8404" is not host:port`}},
+		{file: "stats_addr_public.toml", want: []string{"stats_addr in ", `"0.0.0.0:8404" is not a loopback address`, "bind it to 127.0.0.1 or [::1]"}},
+		{file: "drain_timeout_short.toml", want: []string{"drain_timeout in ", "500ms is too short; want at least 1s"}},
+		{file: "haproxy_port_zero.toml", want: []string{"stats_addr in ", `"127.0.0.1:0": haproxy needs a fixed port`}},
+		{file: "haproxy_tcp_same_addr.toml", want: []string{"http_addr and tcp_addr in ", `both ":8080"`, "give the tcp listener an address of its own"}},
+		{file: "haproxy_stats_same_addr.toml", want: []string{"api_addr and stats_addr in ", `both "127.0.0.1:8081"`, "give the stats page an address of its own"}},
 		{
 			file: "many.toml",
 			want: []string{`unknown key "colour"`, "proxy in ", "http_addr in ", "resync_interval in ", "log_level in "},
@@ -176,6 +184,22 @@ func TestGoodValues(t *testing.T) {
 			c.Proxy, c.NginxTarget, c.NginxDelivery = ProxyNginx, NginxContainers, NginxVolume
 		}},
 		{name: "nginx pid file", change: func(c *Config) { c.Proxy, c.NginxPidFile = ProxyNginx, "/run/nginx.pid" }},
+		{name: "proxy haproxy", change: func(c *Config) { c.Proxy = ProxyHAProxy }},
+		{name: "haproxy tcp listener and ipv6 stats", change: func(c *Config) {
+			c.Proxy, c.TCPAddr, c.StatsAddr = ProxyHAProxy, ":8444", "[::1]:8404"
+		}},
+		{name: "haproxy without stats page", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "" }},
+		{name: "haproxy stats on another loopback address", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "127.0.0.2:8404" }},
+		{name: "drain minimum", change: func(c *Config) { c.Proxy, c.DrainTimeout = ProxyHAProxy, time.Second }},
+		// Settings of the haproxy driver's listeners are not held against
+		// the others: a port 0 or an address shared with the API is fine
+		// when haproxy does not run.
+		{name: "haproxy listeners unused by builtin", change: func(c *Config) {
+			c.TCPAddr, c.StatsAddr, c.HTTPAddr = c.HTTPAddr, c.APIAddr, "127.0.0.1:0"
+		}},
+		{name: "haproxy listeners unused by nginx", change: func(c *Config) {
+			c.Proxy, c.TCPAddr, c.StatsAddr = ProxyNginx, "127.0.0.1:0", c.APIAddr
+		}},
 		{name: "reload at once", change: func(c *Config) { c.ReloadQuiet = 0 }},
 		{name: "tls old with own ciphers", change: func(c *Config) {
 			c.TLSProfile, c.TLSCiphers, c.TLSProtocols = "old", "AES128-SHA:DES-CBC3-SHA", "TLSv1.2"

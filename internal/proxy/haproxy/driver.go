@@ -1,0 +1,496 @@
+package haproxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
+)
+
+// Mode says where the HAProxy that serves the file runs.
+type Mode string
+
+const (
+	// Supervise: Interlock starts HAProxy in master-worker mode as its
+	// child, reloads it through the master CLI, restarts it with backoff
+	// if it dies and stops it gracefully on Close.
+	Supervise Mode = "supervise"
+)
+
+// Options configure a Driver. Zero values take the documented defaults.
+type Options struct {
+	// Template is the parsed template; nil means the built-in one.
+	Template *Template
+	// HTTPAddr and HTTPSAddr are where HAProxy listens (host:port,
+	// port > 0). HTTPS is bound only when a host has TLS.
+	HTTPAddr, HTTPSAddr string
+	// TCPAddr is where tcp routes are served, routed by TLS SNI; "" leaves
+	// tcp routes out (reported in Stats.Skipped).
+	TCPAddr string
+	// StatsAddr is HAProxy's stats page and /metrics; it must be a
+	// loopback address. "" means none.
+	StatsAddr string
+	// CertDir is the directory label certificate paths are relative to.
+	CertDir string
+	// Profile is the TLS profile; the zero value is tlsconf.Default.
+	Profile tlsconf.Profile
+	// StateDir is Interlock's directory for HAProxy: the live file (unless
+	// ConfigPath says otherwise), the candidate, the admin and master
+	// sockets, the server-state file, the default certificate and the
+	// certificate bundles. Socket paths must stay under 104 bytes.
+	StateDir string
+	// ConfigPath is the live file. Default StateDir/haproxy.cfg.
+	ConfigPath string
+	// Binary is the haproxy executable (PATH is searched). Default
+	// "haproxy".
+	Binary string
+	// Mode is where HAProxy runs; "" means Supervise, the only mode so far.
+	Mode Mode
+	// DrainTimeout is how long a server that left the table may finish its
+	// connections (in drain state) before they are cut; also HAProxy's
+	// hard-stop-after for old workers after a reload. Default 30s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Stats are the driver's counters since it was created.
+type Stats struct {
+	// Applies counts Apply calls; Unchanged those that changed nothing.
+	Applies, Unchanged int64
+	// RuntimeApplies counts applies done over the Runtime API alone:
+	// backend-only changes, with no reload.
+	RuntimeApplies int64
+	// Reloads counts reloads of a running HAProxy (not its first start).
+	Reloads int64
+	// Starts counts HAProxy starts: the first one and every restart.
+	Starts int64
+	// RuntimeOps counts Runtime API commands that changed a server (add,
+	// enable, drain, ready, disable, delete, shutdown sessions).
+	RuntimeOps int64
+	// RuntimeFallbacks counts backend-only changes that needed a reload
+	// after all (a Runtime API command failed, or a server is named by a
+	// host name, which the Runtime API cannot resolve).
+	RuntimeFallbacks int64
+	// Draining is the number of servers in drain now; Drained counts
+	// those deleted once their connections ended, DrainTimeouts those
+	// whose connections were cut after DrainTimeout.
+	Draining               int
+	Drained, DrainTimeouts int64
+	// Failures counts Apply calls that failed (render, validation, reload).
+	Failures int64
+	// LastError is the last failure, "" after a success.
+	LastError string
+	// LastReload is when the last reload (or start) completed.
+	LastReload time.Time
+	// Bytes is the size of the live file; Servers the number of servers in
+	// it.
+	Bytes, Servers int
+	// Skipped is what the live file leaves out.
+	Skipped []Skip
+}
+
+// Driver is the HAProxy driver. Apply is called from one goroutine (the
+// controller's); Render, Stats and Proc are safe from any.
+type Driver struct {
+	opts     Options
+	tmpl     *Template
+	settings Settings
+	sup      *supervisor
+	api      runtimeAPI
+	log      *slog.Logger
+
+	// mu serializes Apply, the drain reaper and Close, and guards what
+	// follows.
+	mu sync.Mutex
+	// live is what HAProxy serves now; nil until the first successful
+	// apply, and reset when a reload fails.
+	live     *live
+	draining map[serverKey]*drain
+	stats    Stats
+	closed   bool
+	// reaper is the drain goroutine, started with the first drain.
+	reaper     sync.Once
+	reaperStop context.CancelFunc
+	reaperDone chan struct{}
+	wake       chan struct{}
+}
+
+// live is what HAProxy serves.
+type live struct {
+	// hash is the live table's Hash; shape its tableShape; view the live
+	// view's viewShape.
+	hash, shape string
+	view        [sha256.Size]byte
+	// fileCurrent is true when the live file lists what HAProxy serves.
+	fileCurrent bool
+	// backends are each backend's servers in the table (draining ones are
+	// in Driver.draining instead), with the backend's server options.
+	backends map[string]liveBackend
+}
+
+type liveBackend struct {
+	opts    []string
+	check   bool
+	servers map[string]Server
+}
+
+type serverKey struct{ backend, server string }
+
+// New returns a driver for opts. It has no side effects: the state
+// directory and the default certificate are made on the first Apply, so
+// Render (interlock render) touches nothing.
+func New(opts Options) (*Driver, error) {
+	if opts.Template == nil {
+		t, err := LoadTemplate("")
+		if err != nil {
+			return nil, err
+		}
+		opts.Template = t
+	}
+	if opts.Binary == "" {
+		opts.Binary = "haproxy"
+	}
+	if opts.StateDir == "" {
+		return nil, errors.New("haproxy: a state directory is needed")
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = filepath.Join(opts.StateDir, "haproxy.cfg")
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = defaultHardStop
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	switch opts.Mode {
+	case Supervise, "":
+		opts.Mode = Supervise
+	default:
+		return nil, fmt.Errorf("haproxy: unknown mode %q; want %s", opts.Mode, Supervise)
+	}
+	admin, masterSock := filepath.Join(opts.StateDir, "admin.sock"), filepath.Join(opts.StateDir, "master.sock")
+	for _, p := range []string{admin, masterSock} {
+		if len(p) >= 104 {
+			return nil, fmt.Errorf("haproxy: socket path %s is %d bytes; unix sockets take at most 103, so choose a shorter state directory", p, len(p))
+		}
+	}
+	if strings.ContainsAny(masterSock, ", \t\n") {
+		return nil, fmt.Errorf("haproxy: state directory %q must not hold commas or spaces (the master CLI argument is comma-separated)", opts.StateDir)
+	}
+	log := opts.Logger.With("driver", "haproxy")
+	d := &Driver{
+		opts: opts, tmpl: opts.Template, log: log,
+		api:      runtimeAPI{socket{admin}},
+		draining: map[serverKey]*drain{},
+		wake:     make(chan struct{}, 1),
+		settings: Settings{
+			HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, TCPAddr: opts.TCPAddr, StatsAddr: opts.StatsAddr,
+			CertDir: opts.CertDir, Profile: opts.Profile,
+			DefaultCert: filepath.Join(opts.StateDir, defaultCertName), BundleDir: filepath.Join(opts.StateDir, "certs"),
+			AdminSocket: admin, StateFile: filepath.Join(opts.StateDir, "servers.state"),
+			HardStopAfter: opts.DrainTimeout, CertMissing: unreadable,
+		},
+	}
+	d.sup = newSupervisor(opts.Binary, opts.ConfigPath, masterSock, admin, log)
+	d.sup.restarted = d.restarted
+	return d, nil
+}
+
+// Name returns "haproxy".
+func (d *Driver) Name() string { return "haproxy" }
+
+// Render returns the file and the view for t without touching anything:
+// interlock render --proxy haproxy.
+func (d *Driver) Render(t routing.Table) ([]byte, View, error) {
+	v, err := NewView(t, d.settings)
+	if err != nil {
+		return nil, View{}, fmt.Errorf("haproxy: %w", err)
+	}
+	conf, err := d.tmpl.Render(v)
+	if err != nil {
+		return nil, View{}, fmt.Errorf("haproxy: %w", err)
+	}
+	return conf, v, nil
+}
+
+// Apply puts t live, by the cheapest safe means:
+//
+//   - nothing, when t equals the live table;
+//   - the Runtime API alone, when only backends change (added, removed,
+//     moved): added servers are created and enabled, removed ones put in
+//     drain and deleted once their connections end (see drain.go). Traffic
+//     follows at once; then the file is rendered, validated and put live
+//     without a reload, so a later reload or restart keeps them;
+//   - otherwise a reload: the candidate is validated with haproxy -c, put
+//     live atomically, the servers' state is saved, and the master reloads
+//     seamlessly; Apply returns once the new worker serves.
+//
+// On any failure the previous configuration keeps serving and the error
+// says why (HAProxy's own message for a rejected file). t must be
+// normalized.
+func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.Applies++
+	if d.closed {
+		return d.fail(errors.New("haproxy: driver is closed"))
+	}
+	hash, shape := t.Hash(), tableShape(t)
+	running := d.sup.running()
+	if d.live != nil && running && d.live.fileCurrent && hash == d.live.hash {
+		d.stats.Unchanged++
+		d.stats.LastError = ""
+		return nil
+	}
+	if d.live != nil && running && shape == d.live.shape {
+		err := d.applyRuntime(ctx, t)
+		if err == nil {
+			return d.afterRuntime(ctx, t, hash)
+		}
+		d.stats.RuntimeFallbacks++
+		d.log.Warn("backend change needs a reload", "reason", err)
+	}
+	conf, view, err := d.Render(t)
+	if err != nil {
+		return d.fail(err)
+	}
+	if err := d.reload(ctx, conf, view, hash, shape); err != nil {
+		return d.fail(err)
+	}
+	d.succeed(view, conf)
+	return nil
+}
+
+// afterRuntime renders the file for a table whose backends the Runtime API
+// has just put live, and writes it, validated, without a reload; unless
+// the view changed beyond its servers (a certificate became readable or
+// unreadable meanwhile), which takes a reload after all.
+func (d *Driver) afterRuntime(ctx context.Context, t routing.Table, hash string) error {
+	d.live.hash, d.live.fileCurrent = hash, false
+	conf, view, err := d.Render(t)
+	if err != nil {
+		// HAProxy serves the new servers; only the file is behind, and the
+		// next apply writes it again.
+		return d.fail(err)
+	}
+	if viewShape(view) != d.live.view {
+		d.stats.RuntimeFallbacks++
+		if err := d.reload(ctx, conf, view, hash, d.live.shape); err != nil {
+			return d.fail(err)
+		}
+		d.succeed(view, conf)
+		return nil
+	}
+	if err := d.putFile(ctx, conf, view); err != nil {
+		return d.fail(err)
+	}
+	d.live.fileCurrent = true
+	d.stats.RuntimeApplies++
+	d.succeed(view, conf)
+	return nil
+}
+
+func (d *Driver) fail(err error) error {
+	d.stats.Failures++
+	d.stats.LastError = err.Error()
+	return err
+}
+
+func (d *Driver) succeed(v View, conf []byte) {
+	d.stats.LastError = ""
+	d.stats.Bytes = len(conf)
+	d.stats.Skipped = v.Skipped
+	n := 0
+	for _, b := range v.Backends {
+		n += len(b.Servers)
+	}
+	d.stats.Servers = n
+}
+
+// tableShape hashes t without its backends. The view is a function of the
+// table, the settings and which certificates are readable, and backends
+// only become servers; so two tables of equal shape render files that
+// differ in server lines only, which the Runtime API can change.
+func tableShape(t routing.Table) string {
+	bare := routing.Table{Hosts: make([]routing.Host, len(t.Hosts))}
+	for i, h := range t.Hosts {
+		h.Routes = slices.Clone(h.Routes)
+		for j := range h.Routes {
+			h.Routes[j].Backends = nil
+		}
+		bare.Hosts[i] = h
+	}
+	return bare.Hash()
+}
+
+// viewShape hashes a view without its servers: what the file says besides
+// the server lines. (A custom template whose text outside the server lines
+// depends on the servers is therefore only re-rendered into HAProxy at the
+// next reload; README.md says so.)
+func viewShape(v View) [sha256.Size]byte {
+	bare := v
+	bare.Backends = make([]Backend, len(v.Backends))
+	for i, b := range v.Backends {
+		b.Servers = nil
+		bare.Backends[i] = b
+	}
+	data, err := json.Marshal(bare)
+	if err != nil {
+		panic("haproxy: marshal view: " + err.Error()) // plain data only
+	}
+	return sha256.Sum256(data)
+}
+
+// reload validates conf, puts it live and (re)starts or reloads HAProxy.
+func (d *Driver) reload(ctx context.Context, conf []byte, v View, hash, shape string) error {
+	if err := d.putFile(ctx, conf, v); err != nil {
+		return err
+	}
+	if d.sup.running() {
+		if err := d.saveState(ctx); err != nil {
+			d.log.Warn("server state not saved; health and admin states restart from the file", "error", err)
+		}
+		if err := d.sup.reload(ctx); err != nil {
+			d.live = nil // what runs is unknown now: the next apply reloads
+			return fmt.Errorf("haproxy: %s is live but HAProxy was not reloaded: %w", d.opts.ConfigPath, err)
+		}
+		d.stats.Reloads++
+	} else {
+		// A state file HAProxy can read, holding no server yet: the first
+		// start then has nothing to warn about.
+		if _, err := os.Stat(d.settings.StateFile); errors.Is(err, os.ErrNotExist) {
+			_ = writeAtomic(d.settings.StateFile, []byte("1\n"), 0o600)
+		}
+		if err := d.sup.start(ctx); err != nil {
+			d.live = nil
+			return fmt.Errorf("haproxy: %w", err)
+		}
+	}
+	// The new worker knows only the file: servers draining in the old one
+	// finish there (bounded by hard-stop-after).
+	clear(d.draining)
+	d.stats.Draining = 0
+	d.stats.Starts = d.sup.startCount()
+	d.stats.LastReload = time.Now()
+	d.live = &live{hash: hash, shape: shape, view: viewShape(v), fileCurrent: true, backends: liveBackends(v)}
+	return nil
+}
+
+// putFile makes the state directory and certificate bundles, writes conf
+// as the candidate, validates it with haproxy -c and renames it over the
+// live file.
+func (d *Driver) putFile(ctx context.Context, conf []byte, v View) error {
+	if err := d.prepare(v); err != nil {
+		return err
+	}
+	cand := d.opts.ConfigPath + ".candidate"
+	if err := writeSynced(cand, conf); err != nil {
+		return fmt.Errorf("haproxy: write candidate: %w", err)
+	}
+	if err := Validate(ctx, d.opts.Binary, cand); err != nil {
+		return err
+	}
+	if err := os.Rename(cand, d.opts.ConfigPath); err != nil {
+		return fmt.Errorf("haproxy: put %s live: %w", d.opts.ConfigPath, err)
+	}
+	if err := syncDir(filepath.Dir(d.opts.ConfigPath)); err != nil {
+		return fmt.Errorf("haproxy: put %s live: %w", d.opts.ConfigPath, err)
+	}
+	return nil
+}
+
+// prepare makes the state directory, the default certificate (when a host
+// uses TLS) and the certificate bundles.
+func (d *Driver) prepare(v View) error {
+	for _, dir := range []string{d.opts.StateDir, filepath.Dir(d.opts.ConfigPath)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("haproxy: state directory: %w", err)
+		}
+	}
+	if v.TLS.Enabled {
+		if err := ensureDefaultCert(d.settings.DefaultCert); err != nil {
+			return err
+		}
+		if err := writeBundles(v.TLS.Certs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveState dumps the servers' state for the next worker to load.
+func (d *Driver) saveState(ctx context.Context) error {
+	st, err := d.api.serversState(ctx)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(d.settings.StateFile, []byte(st), 0o600)
+}
+
+func liveBackends(v View) map[string]liveBackend {
+	m := make(map[string]liveBackend, len(v.Backends))
+	for _, b := range v.Backends {
+		lb := liveBackend{opts: b.ServerOptions, check: b.Check != nil, servers: make(map[string]Server, len(b.Servers))}
+		for _, s := range b.Servers {
+			lb.servers[s.Name] = s
+		}
+		m[b.Name] = lb
+	}
+	return m
+}
+
+// restarted is told by the supervisor that it restarted HAProxy on its
+// own: the new process serves the file, which lists the table's servers
+// (unless writing it failed after a Runtime API change); nothing drains
+// any more.
+func (d *Driver) restarted() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.live != nil && !d.live.fileCurrent {
+		d.live = nil // the file is behind what ran: the next apply reloads
+	}
+	clear(d.draining)
+	d.stats.Draining = 0
+	d.stats.Starts = d.sup.startCount()
+}
+
+// Stats returns the driver's counters.
+func (d *Driver) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats
+	s.Skipped = slices.Clone(s.Skipped)
+	s.Starts = d.sup.startCount()
+	return s
+}
+
+// Proc returns HAProxy's own view of its processes (master CLI "show
+// proc"): its reload count, and the current and old workers.
+func (d *Driver) Proc(ctx context.Context) (Proc, error) {
+	return d.sup.master.showProc(ctx)
+}
+
+// Close stops the drain reaper and HAProxy (gracefully: the worker
+// finishes its connections, up to 10s, or until ctx ends).
+func (d *Driver) Close(ctx context.Context) error {
+	d.mu.Lock()
+	d.closed = true
+	stop, done := d.reaperStop, d.reaperDone
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	return d.sup.close(ctx)
+}

@@ -1,0 +1,274 @@
+package haproxy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
+)
+
+// FuzzRender feeds arbitrary strings into every table value that reaches
+// the file. Either NewView refuses the table, or the built-in template
+// renders it, and the file has exactly the structure the template means:
+// every line tokenizes as HAProxy reads it, starts with a known keyword,
+// carries a comment only where the template puts one, and every rule, ACL
+// and server line has the template's own shape, so no value can add a
+// line, a word, a condition or a comment. The seed corpus also goes
+// through the real haproxy -c when it is installed.
+func FuzzRender(f *testing.F) {
+	seeds := [][]string{
+		{"web.example.com", "www.example.com", "/", "/ws", "/healthz", "127.0.0.1:8080", "redispatch", "roundrobin", "http", "a/cert.pem", "web-1"},
+		{"a.b", "c.d", "/app", "/app/ws", "/h", "[::1]:80", "forwardfor", "leastconn", "tcp", "", "x"},
+		{"web.test", "", "/caf%C3%A9/a%20b%27c", "/caf%C3%A9/a%20b%27c/ws", "/h%20", "backend.local:80", "httpclose", "source", "http", "", ""},
+		{"web.test\n    server x 1.2.3.4:80", "x", "/", "", "", "1.2.3.4:80", "", "", "http", "", ""},
+		{"web.test", "x y", "/a' if TRUE #", "/ws;", "/h\r\n", "1.2.3.4:80 check", "httpchk", "uri", "udp", "../k.pem", "a\nb"},
+		{"web.test", "", "/a%0A", "/%2F", "/%41", "1.2.3.4:0", "", "random", "http", "", "evil # x"},
+	}
+	for _, s := range seeds {
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], true, false)
+	}
+	tmpl, err := LoadTemplate("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, host, alias, path, ws, health, addr, option, balance, proto, cert, container string, tlsOn, strip bool) {
+		r := routing.Route{Path: path, StripPath: strip, Protocol: routing.Protocol(proto), Balance: routing.Balance(balance),
+			Backends: []routing.Backend{{Address: addr, Name: container}, {Address: "127.0.0.1:9", Name: container}}}
+		if ws != "" {
+			r.WebSocketPaths = []string{ws}
+		}
+		if health != "" {
+			r.HealthCheck = &routing.HealthCheck{Path: health, Interval: time.Second}
+		}
+		if option != "" {
+			r.BackendOptions = []string{option}
+		}
+		h := routing.Host{Name: host, Routes: []routing.Route{r}}
+		if alias != "" {
+			h.Aliases = []string{alias}
+		}
+		if tlsOn {
+			h.TLS = &routing.TLS{CertFile: cert, KeyFile: cert, Only: strip}
+		}
+		tb := routing.Table{Hosts: []routing.Host{h, {Name: "fixed.test", Routes: []routing.Route{{Path: "/", Backends: []routing.Backend{{Address: "127.0.0.1:10"}}}}}}}
+		tb.Normalize()
+		s := goldenSettings("/var/lib/interlock")
+		s.StatsAddr = "127.0.0.1:8404"
+		v, err := NewView(tb, s)
+		if err != nil {
+			return // refused: fine
+		}
+		conf, err := tmpl.Render(v)
+		if err != nil {
+			t.Fatalf("NewView accepted a table the template refuses: %v", err)
+		}
+		if err := checkStructure(conf, v); err != nil {
+			t.Fatalf("%v\n%s", err, conf)
+		}
+	})
+}
+
+// TestFuzzSeedsValidate runs haproxy -c on every seed the view accepts.
+func TestFuzzSeedsValidate(t *testing.T) {
+	bin := requireHAProxy(t)
+	dir := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(dir, "certs", "a"), 0o700)
+	cert, key, _ := selfSigned("x")
+	_ = os.WriteFile(filepath.Join(dir, "certs", "a", "cert.pem"), append(cert, key...), 0o600)
+	_ = os.MkdirAll(filepath.Join(dir, "state"), 0o700)
+	_ = ensureDefaultCert(filepath.Join(dir, "state", defaultCertName))
+	tb := table(
+		routing.Host{Name: "web.example.com", Aliases: []string{"www.example.com"}, TLS: &routing.TLS{CertFile: "a/cert.pem", KeyFile: "a/cert.pem"},
+			Routes: []routing.Route{{Path: "/caf%C3%A9/a%20b%27c", StripPath: true, WebSocketPaths: []string{"/caf%C3%A9/a%20b%27c/ws"},
+				HealthCheck: &routing.HealthCheck{Path: "/h%20", Interval: time.Second}, BackendOptions: []string{"httpclose"},
+				Backends: []routing.Backend{{Address: "[::1]:80", Name: "web-1"}, {Address: "backend.local:80"}}}}},
+	)
+	s := goldenSettings(dir)
+	v, err := NewView(tb, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, _ := LoadTemplate("")
+	conf, err := tmpl.Render(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStructure(conf, v); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "seed.cfg")
+	_ = os.WriteFile(file, conf, 0o600)
+	if err := Validate(context.Background(), bin, file); err != nil {
+		t.Fatalf("%v\n%s", err, conf)
+	}
+}
+
+func TestGoldenStructure(t *testing.T) {
+	for _, c := range goldenCases(t) {
+		conf, v := renderCase(t, c, goldenSettings("/var/lib/interlock"))
+		if err := checkStructure(conf, v); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// keywords are the first words the built-in template writes.
+var keywords = []string{
+	"global", "defaults", "frontend", "backend", "log", "stats", "server-state-file", "hard-stop-after",
+	"ssl-default-bind-options", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-curves",
+	"mode", "option", "timeout", "retries", "default-server", "load-server-state-from-file", "bind", "http-request",
+	"acl", "use_backend", "default_backend", "tcp-request", "balance", "hash-type", "http-check", "http-error", "server",
+}
+
+// checkStructure is FuzzRender's oracle; see there.
+func checkStructure(conf []byte, v View) error {
+	sections := 0
+	for i, line := range strings.Split(string(conf), "\n") {
+		n := i + 1
+		for j := 0; j < len(line); j++ {
+			if c := line[j]; c < 0x20 && c != '\t' || c == 0x7f {
+				return fmt.Errorf("line %d holds the control byte %#02x", n, c)
+			}
+		}
+		words, comment, err := tokenize(line)
+		if err != nil {
+			return fmt.Errorf("line %d: %v: %q", n, err, line)
+		}
+		if len(words) == 0 {
+			continue // blank or comment-only
+		}
+		if !slices.Contains(keywords, words[0]) {
+			return fmt.Errorf("line %d starts with %q, not a keyword of the template: %q", n, words[0], line)
+		}
+		if comment != "" && words[0] != "server" {
+			return fmt.Errorf("line %d carries a comment: %q", n, line)
+		}
+		switch words[0] {
+		case "frontend", "backend":
+			sections++
+			if len(words) != 2 {
+				return fmt.Errorf("line %d: section header with %d words: %q", n, len(words), line)
+			}
+		case "acl":
+			// acl NAME var(txn.host) -m str -- NAME...
+			if len(words) < 6 || words[2] != "var(txn.host)" || words[3] != "-m" || words[4] != "str" || words[5] != "--" {
+				return fmt.Errorf("line %d: acl of another shape: %q", n, line)
+			}
+			for _, h := range words[6:] {
+				if !isHostname(h) {
+					return fmt.Errorf("line %d: acl matches %q, not a host name", n, h)
+				}
+			}
+		case "use_backend":
+			// use_backend NAME if ACL [{ path,url_dec -m str -- P } || ACL { path,url_dec -m beg -- P }]
+			// or, in the tcp frontend, use_backend NAME if { req.ssl_sni,lower -m str -- NAME... }
+			switch {
+			case len(words) == 4 && words[2] == "if":
+			case len(words) == 20 && words[2] == "if" && words[4] == "{" && words[10] == "}" && words[11] == "||" && words[13] == "{" && words[19] == "}":
+			case len(words) >= 9 && words[3] == "{" && words[4] == "req.ssl_sni,lower" && words[len(words)-1] == "}":
+				for _, h := range words[8 : len(words)-1] {
+					if !isHostname(h) {
+						return fmt.Errorf("line %d: sni match %q, not a host name", n, h)
+					}
+				}
+			default:
+				return fmt.Errorf("line %d: rule of another shape (%d words): %q", n, len(words), line)
+			}
+		case "server":
+			if len(words) < 3 {
+				return fmt.Errorf("line %d: short server line: %q", n, line)
+			}
+			if _, err := parseAddress(words[2]); err != nil {
+				return fmt.Errorf("line %d: %v", n, err)
+			}
+			if comment != "" && containerName(strings.TrimSpace(strings.TrimPrefix(comment, "#"))) == "" {
+				return fmt.Errorf("line %d: server comment %q is not a container name", n, comment)
+			}
+		case "http-request":
+			if len(words) > 1 && words[1] == "replace-path" && len(words) != 4 {
+				return fmt.Errorf("line %d: replace-path of another shape: %q", n, line)
+			}
+			if len(words) > 1 && words[1] == "set-timeout" && (len(words) != 20 || words[5] != "{" || words[11] != "}" || words[12] != "||" || words[19] != "}") {
+				return fmt.Errorf("line %d: set-timeout of another shape (%d words): %q", n, len(words), line)
+			}
+		}
+	}
+	want := 1 + len(v.Backends) + 1 // no-route + backends + http
+	if v.TLS.Enabled {
+		want++
+	}
+	if v.TCP != nil {
+		want++
+	}
+	if v.Stats != nil {
+		want++
+	}
+	if sections != want {
+		return fmt.Errorf("%d frontend and backend sections, want %d", sections, want)
+	}
+	return nil
+}
+
+// tokenize splits a line as HAProxy's parser does: words separated by
+// blanks; '...' literal; "..." with backslash escapes; a backslash outside
+// quotes escapes a blank, '\', '#' or a quote (and is kept before any
+// other byte); a '#' starting a word outside quotes
+// starts a comment, returned whole.
+func tokenize(line string) (words []string, comment string, err error) {
+	var cur strings.Builder
+	in := false // inside a word
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if in {
+				words, in = append(words, cur.String()), false
+				cur.Reset()
+			}
+		case c == '#' && !in:
+			return words, line[i:], nil
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return nil, "", fmt.Errorf("unbalanced single quote")
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += 1 + j
+			in = true
+		case c == '"':
+			i++
+			for ; i < len(line) && line[i] != '"'; i++ {
+				if line[i] == '\\' && i+1 < len(line) {
+					i++
+				}
+				cur.WriteByte(line[i])
+			}
+			if i >= len(line) {
+				return nil, "", fmt.Errorf("unbalanced double quote")
+			}
+			in = true
+		case c == '\\' && i+1 < len(line):
+			// HAProxy drops the backslash before a blank, a backslash, '#'
+			// or a quote, and keeps it before anything else (regexes).
+			i++
+			if strings.IndexByte(" \t\\#\"'", line[i]) < 0 {
+				cur.WriteByte('\\')
+			}
+			cur.WriteByte(line[i])
+			in = true
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, "", nil
+}

@@ -1,0 +1,209 @@
+package haproxy
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// goldenCase is one table rendered with the built-in template.
+type goldenCase struct {
+	name  string
+	table routing.Table
+	// settings changes the default golden settings.
+	settings func(*Settings)
+}
+
+func be(addrs ...string) []routing.Backend {
+	var out []routing.Backend
+	for i, a := range addrs {
+		out = append(out, routing.Backend{Address: a, Container: "c" + string(rune('0'+i)), Name: "app-" + string(rune('1'+i))})
+	}
+	return out
+}
+
+func table(hosts ...routing.Host) routing.Table {
+	t := routing.Table{Hosts: hosts}
+	t.Normalize()
+	return t
+}
+
+func profile(t testing.TB, name string) tlsconf.Profile {
+	t.Helper()
+	p, err := tlsconf.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func goldenCases(t testing.TB) []goldenCase {
+	web := func(routes ...routing.Route) routing.Host {
+		return routing.Host{Name: "web.example.com", Routes: routes}
+	}
+	return []goldenCase{
+		{name: "empty", table: table()},
+		{name: "hostname", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")}))},
+		{name: "round_robin_backends", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32770", "127.0.0.1:32768", "127.0.0.1:32769")}))},
+		{name: "alias_domain", table: table(routing.Host{Name: "web.example.com", Aliases: []string{"www.example.com", "example.com"},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		{name: "context_root", table: table(web(
+			routing.Route{Path: "/", Backends: be("127.0.0.1:32768")},
+			routing.Route{Path: "/api", Backends: be("127.0.0.1:32769")},
+			routing.Route{Path: "/api/v2", Backends: be("127.0.0.1:32770")}))},
+		{name: "context_root_no_root_route", table: table(web(routing.Route{Path: "/app", Backends: be("127.0.0.1:32768")}))},
+		{name: "context_root_rewrite", table: table(web(routing.Route{Path: "/app.v1", StripPath: true, Backends: be("127.0.0.1:32768")}))},
+		{name: "context_root_escaped", table: table(web(routing.Route{Path: "/caf%C3%A9/a%20b%27c", StripPath: true, Backends: be("127.0.0.1:32768")}))},
+		{name: "websocket_endpoint", table: table(web(routing.Route{Path: "/app", WebSocketPaths: []string{"/app/ws", "/app/live"}, Backends: be("127.0.0.1:32768")}))},
+		{name: "balance_leastconn", table: table(web(routing.Route{Path: "/", Balance: routing.LeastConn, Backends: be("127.0.0.1:32768", "127.0.0.1:32769")}))},
+		{name: "balance_source", table: table(web(routing.Route{Path: "/", Balance: routing.Source, Backends: be("127.0.0.1:32768", "127.0.0.1:32769")}))},
+		{name: "balance_random", table: table(web(routing.Route{Path: "/", Balance: routing.Random, Backends: be("127.0.0.1:32768", "127.0.0.1:32769")}))},
+		{name: "backend_options", table: table(web(routing.Route{Path: "/", BackendOptions: []string{"redispatch", "forwardfor", "http-server-close", "abortonclose"},
+			Backends: be("127.0.0.1:32768")}))},
+		{name: "health_check", table: table(web(routing.Route{Path: "/", HealthCheck: &routing.HealthCheck{Path: "/healthz", Interval: 1500 * time.Millisecond},
+			Backends: be("127.0.0.1:32768", "127.0.0.1:32769")}))},
+		{name: "no_backend", table: table(web(routing.Route{Path: "/"}))},
+		{name: "backend_ipv6_and_name", table: table(web(routing.Route{Path: "/", Backends: be("[::1]:32768", "backend.local:8080")}))},
+		{name: "ssl_backend_verify", table: table(web(routing.Route{Path: "/", BackendTLS: &routing.BackendTLS{Verify: true},
+			HealthCheck: &routing.HealthCheck{Path: "/health", Interval: 5 * time.Second}, Backends: be("127.0.0.1:32768")}))},
+		{name: "ssl_backend_noverify", table: table(web(routing.Route{Path: "/", BackendTLS: &routing.BackendTLS{}, Backends: be("127.0.0.1:32768")}))},
+		{name: "ssl_default_cert", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		{name: "ssl_cert", table: table(
+			routing.Host{Name: "a.example.com", TLS: &routing.TLS{CertFile: "a/cert.pem", KeyFile: "a/key.pem"}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			routing.Host{Name: "b.example.com", TLS: &routing.TLS{CertFile: "b.pem", KeyFile: "b.pem"}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32769")}}},
+			routing.Host{Name: "plain.example.com", Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}})},
+		{name: "ssl_cert_missing", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{CertFile: "missing/cert.pem", KeyFile: "missing/key.pem"},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		{name: "ssl_only", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{Only: true},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		{name: "ssl_only_port_443", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{Only: true},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}}),
+			settings: func(s *Settings) { s.HTTPAddr, s.HTTPSAddr = ":80", ":443" }},
+		{name: "tls_modern", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}}),
+			settings: func(s *Settings) { s.Profile = profile(t, tlsconf.Modern) }},
+		{name: "tls_old", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{},
+			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}}),
+			settings: func(s *Settings) { s.Profile = profile(t, tlsconf.Old) }},
+		{name: "tcp", table: table(
+			routing.Host{Name: "db.example.com", Aliases: []string{"pg.example.com"}, Routes: []routing.Route{{Path: "/", Protocol: routing.TCP, Balance: routing.Source, Backends: be("127.0.0.1:5432", "127.0.0.1:5433")}}},
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")}))},
+		{name: "tcp_skipped", table: table(routing.Host{Name: "db.example.com", Routes: []routing.Route{{Path: "/", Protocol: routing.TCP, Backends: be("127.0.0.1:5432")}}}),
+			settings: func(s *Settings) { s.TCPAddr = "" }},
+		{name: "stats_and_ipv6_listen", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
+			settings: func(s *Settings) { s.HTTPAddr, s.StatsAddr = "[::1]:8080", "[::1]:8404" }},
+		{name: "sample", table: SampleTable()},
+	}
+}
+
+// goldenSettings are fixed paths, so the golden files do not depend on the
+// machine; validSettings puts the same files in dir, for haproxy -c.
+func goldenSettings(dir string) Settings {
+	return Settings{
+		HTTPAddr: "127.0.0.1:8080", HTTPSAddr: "127.0.0.1:8443", TCPAddr: "127.0.0.1:8444",
+		CertDir: filepath.Join(dir, "certs"), DefaultCert: filepath.Join(dir, "state", defaultCertName),
+		BundleDir: filepath.Join(dir, "state", "certs"), AdminSocket: filepath.Join(dir, "state", "admin.sock"),
+		StateFile: filepath.Join(dir, "state", "servers.state"), HardStopAfter: 30 * time.Second,
+		CertMissing: func(p string) bool { return filepath.Base(filepath.Dir(p)) == "missing" },
+	}
+}
+
+func renderCase(t *testing.T, c goldenCase, s Settings) ([]byte, View) {
+	t.Helper()
+	if c.settings != nil {
+		c.settings(&s)
+	}
+	v, err := NewView(c.table, s)
+	if err != nil {
+		t.Fatalf("NewView: %v", err)
+	}
+	tmpl, err := LoadTemplate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := tmpl.Render(v)
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	return conf, v
+}
+
+func TestGolden(t *testing.T) {
+	for _, c := range goldenCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			conf, _ := renderCase(t, c, goldenSettings("/var/lib/interlock"))
+			again, _ := renderCase(t, c, goldenSettings("/var/lib/interlock"))
+			if !bytes.Equal(conf, again) {
+				t.Fatal("two renders of the same table differ")
+			}
+			path := filepath.Join("testdata", c.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, conf, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(conf, want) {
+				t.Errorf("render differs from %s (go test -update rewrites it):\n%s", path, diffLines(string(want), string(conf)))
+			}
+		})
+	}
+}
+
+// TestGoldenValid runs the real haproxy -c on every golden case, rendered
+// with paths in a scratch directory where the certificates exist.
+func TestGoldenValid(t *testing.T) {
+	bin := requireHAProxy(t)
+	dir := t.TempDir()
+	for _, sub := range []string{"certs/a", "state/certs"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, key, err := selfSigned("a.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range map[string][]byte{
+		"certs/a/cert.pem": cert, "certs/a/key.pem": key, "certs/b.pem": append(cert, key...),
+		"certs/named/cert.pem": cert, "certs/named/key.pem": key,
+	} {
+		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o700)
+		if err := os.WriteFile(filepath.Join(dir, p), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ensureDefaultCert(filepath.Join(dir, "state", defaultCertName)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range goldenCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			conf, v := renderCase(t, c, goldenSettings(dir))
+			if err := writeBundles(v.TLS.Certs); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, c.name+".cfg")
+			if err := os.WriteFile(file, conf, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := Validate(context.Background(), bin, file); err != nil {
+				t.Fatalf("%v\n%s", err, conf)
+			}
+		})
+	}
+}
