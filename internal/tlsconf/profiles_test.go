@@ -2,8 +2,10 @@ package tlsconf
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestProfiles(t *testing.T) {
@@ -101,5 +103,26 @@ func TestOverrides(t *testing.T) {
 	}
 	if q, _ := p.WithProtocols("TLSv1.3"); q.HasTLS12() {
 		t.Error("HasTLS12 true for TLS 1.3 only")
+	}
+}
+
+func TestSelfSignedIsAUsablePair(t *testing.T) {
+	certPEM, keyPEM, err := SelfSigned("interlock-default.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("certificate and key do not pair: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.VerifyHostname("interlock-default.invalid"); err != nil {
+		t.Errorf("certificate does not name its host: %v", err)
+	}
+	if leaf.NotAfter.Before(time.Now().AddDate(9, 0, 0)) {
+		t.Errorf("certificate expires %v, want about ten years out", leaf.NotAfter)
 	}
 }

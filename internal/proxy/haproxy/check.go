@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/atomicfile"
 	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
@@ -70,7 +71,7 @@ func CheckTemplate(ctx context.Context, tmpl *Template, bin string) (CheckResult
 	if err := os.MkdirAll(filepath.Join(certDir, "named"), 0o700); err != nil {
 		return CheckResult{}, err
 	}
-	cert, key, err := selfSigned("named.example.com")
+	cert, key, err := tlsconf.SelfSigned("named.example.com")
 	if err != nil {
 		return CheckResult{}, err
 	}
@@ -103,7 +104,7 @@ func CheckTemplate(ctx context.Context, tmpl *Template, bin string) (CheckResult
 		return res, err
 	}
 	cand := filepath.Join(state, "check.cfg")
-	if err := writeSynced(cand, conf); err != nil {
+	if err := atomicfile.WriteSynced(cand, conf, 0o600); err != nil {
 		return res, err
 	}
 	if err := Validate(ctx, bin, cand); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/atomicfile"
 	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
@@ -370,7 +371,7 @@ func (d *Driver) reload(ctx context.Context, conf []byte, v View, hash, shape st
 		// A state file HAProxy can read, holding no server yet: the first
 		// start then has nothing to warn about.
 		if _, err := os.Stat(d.settings.StateFile); errors.Is(err, os.ErrNotExist) {
-			_ = writeAtomic(d.settings.StateFile, []byte("1\n"), 0o600)
+			_ = atomicfile.Write(d.settings.StateFile, []byte("1\n"), 0o600)
 		}
 		if err := d.sup.start(ctx); err != nil {
 			d.live = nil
@@ -395,16 +396,13 @@ func (d *Driver) putFile(ctx context.Context, conf []byte, v View) error {
 		return err
 	}
 	cand := d.opts.ConfigPath + ".candidate"
-	if err := writeSynced(cand, conf); err != nil {
+	if err := atomicfile.WriteSynced(cand, conf, 0o600); err != nil {
 		return fmt.Errorf("haproxy: write candidate: %w", err)
 	}
 	if err := Validate(ctx, d.opts.Binary, cand); err != nil {
 		return err
 	}
-	if err := os.Rename(cand, d.opts.ConfigPath); err != nil {
-		return fmt.Errorf("haproxy: put %s live: %w", d.opts.ConfigPath, err)
-	}
-	if err := syncDir(filepath.Dir(d.opts.ConfigPath)); err != nil {
+	if err := atomicfile.Promote(cand, d.opts.ConfigPath); err != nil {
 		return fmt.Errorf("haproxy: put %s live: %w", d.opts.ConfigPath, err)
 	}
 	return nil
@@ -435,7 +433,7 @@ func (d *Driver) saveState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(d.settings.StateFile, []byte(st), 0o600)
+	return atomicfile.Write(d.settings.StateFile, []byte(st), 0o600)
 }
 
 func liveBackends(v View) map[string]liveBackend {

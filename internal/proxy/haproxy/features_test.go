@@ -48,7 +48,7 @@ func TestTLSTermination(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(certDir, "named"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cert, key, err := selfSigned("named.test")
+	cert, key, err := tlsconf.SelfSigned("named.test")
 	if err != nil {
 		t.Fatal(err)
 	}

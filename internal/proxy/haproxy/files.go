@@ -3,21 +3,17 @@ package haproxy
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/interlock-proxy/interlock/internal/atomicfile"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
 
 // ValidationError is a candidate haproxy -c rejected. Output is HAProxy's
@@ -77,65 +73,6 @@ func cleanOutput(s string) string {
 	return strings.Join(lines, "; ")
 }
 
-// writeAtomic puts data at path: a temporary file beside it, fsynced, then
-// renamed over it, then the directory fsynced. A reader sees the old file
-// or the new one, never a part.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// writeSynced writes data to path in place and fsyncs it (the candidate,
-// which no one reads while it is written).
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 // defaultCertName is the bundle (certificate and key in one PEM) that
 // serves TLS hosts naming no certificate of their own. Interlock makes a
 // self-signed one once and keeps it; clients that must trust the host need
@@ -147,11 +84,11 @@ func ensureDefaultCert(path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	cert, key, err := selfSigned("interlock-default.invalid")
+	cert, key, err := tlsconf.SelfSigned("interlock-default.invalid")
 	if err != nil {
 		return fmt.Errorf("haproxy: default certificate: %w", err)
 	}
-	if err := writeAtomic(path, append(cert, key...), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(cert, key...), 0o600); err != nil {
 		return fmt.Errorf("haproxy: default certificate: %w", err)
 	}
 	return nil
@@ -179,7 +116,7 @@ func writeBundles(certs []Cert) error {
 		if err := os.MkdirAll(filepath.Dir(c.Path), 0o700); err != nil {
 			return fmt.Errorf("haproxy: certificate bundle: %w", err)
 		}
-		if err := writeAtomic(c.Path, data, 0o600); err != nil {
+		if err := atomicfile.Write(c.Path, data, 0o600); err != nil {
 			return fmt.Errorf("haproxy: certificate bundle %s: %w", c.Path, err)
 		}
 	}
@@ -194,37 +131,4 @@ func unreadable(path string) bool {
 	}
 	_ = f.Close()
 	return false
-}
-
-// selfSigned returns a PEM certificate and PKCS#8 key for name, valid for
-// ten years.
-func selfSigned(name string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(10, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{name},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }

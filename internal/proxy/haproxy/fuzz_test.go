@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
 
 // FuzzRender feeds arbitrary strings into every table value that reaches
@@ -79,7 +80,7 @@ func TestFuzzSeedsValidate(t *testing.T) {
 	bin := requireHAProxy(t)
 	dir := t.TempDir()
 	_ = os.MkdirAll(filepath.Join(dir, "certs", "a"), 0o700)
-	cert, key, _ := selfSigned("x")
+	cert, key, _ := tlsconf.SelfSigned("x")
 	_ = os.WriteFile(filepath.Join(dir, "certs", "a", "cert.pem"), append(cert, key...), 0o600)
 	_ = os.MkdirAll(filepath.Join(dir, "state"), 0o700)
 	_ = ensureDefaultCert(filepath.Join(dir, "state", defaultCertName))

@@ -174,7 +174,7 @@ func TestGoldenValid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cert, key, err := selfSigned("a.example.com")
+	cert, key, err := tlsconf.SelfSigned("a.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}

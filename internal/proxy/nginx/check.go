@@ -64,7 +64,7 @@ func CheckTemplate(ctx context.Context, tmpl *Template, bin string) (CheckResult
 	if err := os.MkdirAll(filepath.Join(certDir, "named"), 0o755); err != nil {
 		return CheckResult{}, err
 	}
-	cert, key, err := selfSigned("named.example.com")
+	cert, key, err := tlsconf.SelfSigned("named.example.com")
 	if err != nil {
 		return CheckResult{}, err
 	}

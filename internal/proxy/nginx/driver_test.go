@@ -18,6 +18,7 @@ import (
 
 	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/interlock-proxy/interlock/internal/testenv"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
 
 // backend is a local HTTP server that says who it is and what it got.
@@ -247,7 +248,7 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cert, key, err := selfSigned("secure.example.com")
+	cert, key, err := tlsconf.SelfSigned("secure.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}

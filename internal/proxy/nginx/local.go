@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/interlock-proxy/interlock/internal/atomicfile"
 )
 
 // localTarget writes the live file on this machine after validating the
@@ -38,16 +40,13 @@ const candidateSuffix = ".candidate"
 
 func (l *localTarget) put(ctx context.Context, conf []byte) error {
 	cand := l.live + candidateSuffix
-	if err := writeSynced(cand, conf); err != nil {
+	if err := atomicfile.WriteSynced(cand, conf, 0o644); err != nil {
 		return fmt.Errorf("nginx: write candidate: %w", err)
 	}
 	if err := Validate(ctx, l.bin, cand, l.scratch); err != nil {
 		return err
 	}
-	if err := os.Rename(cand, l.live); err != nil {
-		return fmt.Errorf("nginx: put %s live: %w", l.live, err)
-	}
-	if err := syncDir(filepath.Dir(l.live)); err != nil {
+	if err := atomicfile.Promote(cand, l.live); err != nil {
 		return fmt.Errorf("nginx: put %s live: %w", l.live, err)
 	}
 	if err := l.reloader.reload(ctx); err != nil {
@@ -117,32 +116,6 @@ func cleanOutput(s string) string {
 		return "nginx -t failed without a message"
 	}
 	return strings.Join(lines, "; ")
-}
-
-// writeSynced writes data to path and fsyncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // pidFileReloader sends SIGHUP to the master whose pid is in the file.
