@@ -200,3 +200,34 @@ func killGroupPid(t *testing.T, pid int) {
 		t.Fatal(err)
 	}
 }
+
+// Stopping Interlock while HAProxy re-executes itself for a reload must
+// still stop it gracefully and promptly: the master loses a signal that
+// arrives during the re-exec, so Close asks again.
+func TestCloseDuringReloadIsPrompt(t *testing.T) {
+	for _, after := range []time.Duration{60, 80, 100, 120, 150} {
+		t.Run(fmt.Sprintf("%dms", after), func(t *testing.T) {
+			r := newRig(t, nil)
+			a := newBackend(t, "a")
+			r.apply(t, webTable(routing.RoundRobin, nil, a))
+			// A new host is a structural change: a reload.
+			tb := webTable(routing.RoundRobin, nil, a)
+			extra := tb.Hosts[0]
+			extra.Name = "other.test"
+			tb.Hosts = append(tb.Hosts, extra)
+			tb.Normalize()
+			ctx, cancel := context.WithTimeout(context.Background(), after*time.Millisecond)
+			_ = r.d.Apply(ctx, tb) // cut short on purpose
+			cancel()
+			begin := time.Now()
+			closeCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+			defer done()
+			if err := r.d.Close(closeCtx); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(begin); took > 5*time.Second {
+				t.Errorf("Close took %v during a reload, want a prompt graceful stop", took.Round(time.Millisecond))
+			}
+		})
+	}
+}

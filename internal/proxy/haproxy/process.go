@@ -340,12 +340,25 @@ func (s *supervisor) close(ctx context.Context) error {
 		_ = proc.Signal(syscall.SIGUSR1)
 		timer := time.NewTimer(stopGracefully)
 		defer timer.Stop()
-		select {
-		case <-exited:
-		case <-ctx.Done():
-			_ = proc.Signal(syscall.SIGTERM)
-		case <-timer.C:
-			_ = proc.Signal(syscall.SIGTERM)
+		// A master that is re-executing itself for a reload loses the
+		// signal; ask again until it goes, rather than wait out the grace
+		// period and cut its connections.
+		again := time.NewTicker(250 * time.Millisecond)
+		defer again.Stop()
+	wait:
+		for {
+			select {
+			case <-exited:
+				break wait
+			case <-again.C:
+				_ = proc.Signal(syscall.SIGUSR1)
+			case <-ctx.Done():
+				_ = proc.Signal(syscall.SIGTERM)
+				break wait
+			case <-timer.C:
+				_ = proc.Signal(syscall.SIGTERM)
+				break wait
+			}
 		}
 		select {
 		case <-exited:
