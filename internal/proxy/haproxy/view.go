@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -741,19 +742,11 @@ func regexpQuote(p string) string { return strings.ReplaceAll(p, ".", `\.`) }
 // decode turns %XX escapes into bytes, as HAProxy's url_dec does; the path
 // grammar guarantees every '%' starts a valid escape.
 func decode(p string) string {
-	if !strings.Contains(p, "%") {
-		return p
+	d, err := url.PathUnescape(p)
+	if err != nil {
+		return p // unreachable for paths that passed the grammar
 	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
-			b.WriteByte(unhex(p[i+1])<<4 | unhex(p[i+2]))
-			i += 2
-			continue
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
+	return d
 }
 
 func isHex(c byte) bool {
