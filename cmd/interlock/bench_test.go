@@ -98,36 +98,49 @@ func TestConvergenceBenchmark(t *testing.T) {
 		if err := e.Start(context.Background(), it.id); err != nil {
 			t.Fatal(err)
 		}
-		started := time.Now()
-		var sawRoute bool
-		for {
-			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
-			req.Host = it.host
-			resp, err := fast.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if !sawRoute && resp.Header.Get("X-Interlock-Error") != "no-route" {
-					sawRoute = true
-					routed = append(routed, time.Since(started))
-				}
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Since(started) > 10*time.Second {
-				t.Fatalf("%s not routed within 10s", it.host)
-			}
-			time.Sleep(500 * time.Microsecond)
-		}
-		served = append(served, time.Since(started))
+		r, sv := awaitRoute(t, fast, p.proxy, it.host, 500*time.Microsecond)
+		routed, served = append(routed, r), append(served, sv)
 	}
+	logConvergence(t, "convergence", routed, served)
+}
+
+// awaitRoute polls host through proxy every poll from now, and returns when
+// the proxy first knew the host (any answer but "no route") and when it
+// first answered 200.
+func awaitRoute(t *testing.T, c *http.Client, proxy, host string, poll time.Duration) (routed, served time.Duration) {
+	t.Helper()
+	started := time.Now()
+	sawRoute := false
+	for {
+		req, _ := http.NewRequest(http.MethodGet, proxy+"/fast", nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if !sawRoute && resp.Header.Get("X-Interlock-Error") != "no-route" {
+				sawRoute, routed = true, time.Since(started)
+			}
+			if resp.StatusCode == http.StatusOK {
+				return routed, time.Since(started)
+			}
+		}
+		if time.Since(started) > 10*time.Second {
+			t.Fatalf("%s not routed within 10s", host)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// logConvergence prints percentiles of both measures of awaitRoute.
+func logConvergence(t *testing.T, what string, routed, served []time.Duration) {
+	t.Helper()
 	for _, m := range []struct {
 		what string
 		d    []time.Duration
 	}{{"routed (first answer that is not 'no route')", routed}, {"served (first 200)", served}} {
 		slices.Sort(m.d)
-		t.Logf("convergence over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
-			len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])
+		t.Logf("%s over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
+			what, len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])
 	}
 }
 

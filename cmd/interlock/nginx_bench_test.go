@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -66,38 +65,11 @@ func TestNginxConvergenceBenchmark(t *testing.T) {
 		if err := e.Start(context.Background(), it.id); err != nil {
 			t.Fatal(err)
 		}
-		started := time.Now()
-		sawRoute := false
-		for {
-			req, _ := http.NewRequest(http.MethodGet, p.proxy+"/fast", nil)
-			req.Host = it.host
-			resp, err := fast.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if !sawRoute && resp.Header.Get("X-Interlock-Error") != "no-route" {
-					sawRoute = true
-					routed = append(routed, time.Since(started))
-				}
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Since(started) > 10*time.Second {
-				t.Fatalf("%s not routed within 10s", it.host)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		served = append(served, time.Since(started))
+		r, sv := awaitRoute(t, fast, p.proxy, it.host, time.Millisecond)
+		routed, served = append(routed, r), append(served, sv)
 		time.Sleep(1100 * time.Millisecond) // a calm max-wait: the next start is an isolated change
 	}
-	for _, m := range []struct {
-		what string
-		d    []time.Duration
-	}{{"routed (first answer that is not 'no route')", routed}, {"served (first 200)", served}} {
-		slices.Sort(m.d)
-		t.Logf("nginx convergence over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
-			len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])
-	}
+	logConvergence(t, "nginx convergence", routed, served)
 	t.Logf("nginx reloads for %d sequential starts: %d", n, p.reloads(t)-r0)
 }
 
