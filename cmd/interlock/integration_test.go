@@ -280,8 +280,16 @@ func TestContextRootAliasAndHeaders(t *testing.T) {
 	e.Run(t, testenv.ContainerSpec{Name: "api", Labels: labelsFor(host, "interlock.alias_domain", alias, "interlock.context_root", "/api", "interlock.context_root_rewrite", "true"),
 		PublishPort: 8000, Env: map[string]string{"NAME": "api"}})
 
-	r := in.waitStatus(t, host, "/api/users", http.StatusOK)
-	if r.backend != "api" || !strings.Contains(r.body, `"path":"/users"`) {
+	// The root container answers /api/users too until the api route is in.
+	var r response
+	testenv.WaitFor(t, 15*time.Second, "the api container answering /api/users", func() error {
+		var err error
+		if r, err = in.get(host, "/api/users"); err == nil && r.backend != "api" {
+			err = fmt.Errorf("answered by %q (%d)", r.backend, r.code)
+		}
+		return err
+	})
+	if r.code != http.StatusOK || !strings.Contains(r.body, `"path":"/users"`) {
 		t.Errorf("/api/users answered by %q with %s; want the api container seeing /users", r.backend, r.body)
 	}
 	r = in.waitStatus(t, alias, "/apis", http.StatusOK)

@@ -19,9 +19,12 @@ func (e *Env) Sweep(ctx context.Context) error {
 }
 
 // sweepStale removes test objects whose owning process is gone: a crashed
-// or killed run. Objects without a readable pid label are stale too.
+// or killed run. Objects without a readable pid label are stale too. Only
+// objects an Env created count (they carry LabelRun): a container that
+// merely inherits LabelTest from a fixture image (one docker-compose runs,
+// say) belongs to whoever started it.
 func (e *Env) sweepStale(ctx context.Context) error {
-	return e.sweep(ctx, LabelTest+"=1", func(labels map[string]string) bool {
+	return e.sweep(ctx, LabelRun, func(labels map[string]string) bool {
 		pid, err := strconv.Atoi(labels[LabelPID])
 		return err != nil || !processAlive(pid)
 	})
