@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -180,10 +181,12 @@ func (e *Env) RunningTasks(ctx context.Context, id string) (int, error) {
 type InterlockContainer struct {
 	ID         string
 	Proxy, API string // http://127.0.0.1:PORT base URLs
+	// HTTPS is the built-in proxy's HTTPS listener, "127.0.0.1:PORT".
+	HTTPS string
 }
 
 // RunInterlock runs Interlock in a container attached to network, its
-// proxy (:8080) and API (:8081) published on loopback, and removes it when
+// proxy (:8080 and HTTPS :8443) and API (:8081) published on loopback, and removes it when
 // the test ends (logging its output if the test failed).
 func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) InterlockContainer {
 	t.Helper()
@@ -194,13 +197,13 @@ func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) Int
 		t.Fatal(err)
 	}
 	name := e.name("", "interlock")
-	proxyPort, apiPort := network.MustParsePort("8080/tcp"), network.MustParsePort("8081/tcp")
+	proxyPort, apiPort, httpsPort := network.MustParsePort("8080/tcp"), network.MustParsePort("8081/tcp"), network.MustParsePort("8443/tcp")
 	loopback := []network.PortBinding{{HostIP: netip.MustParseAddr("127.0.0.1")}}
 	cfg := &container.Config{
 		Image:        img,
-		Cmd:          append([]string{"run", "--http-addr", ":8080", "--api-addr", ":8081", "--log-level", "debug"}, args...),
+		Cmd:          append([]string{"run", "--http-addr", ":8080", "--https-addr", ":8443", "--api-addr", ":8081", "--log-level", "debug"}, args...),
 		Labels:       e.Labels(),
-		ExposedPorts: network.PortSet{proxyPort: {}, apiPort: {}},
+		ExposedPorts: network.PortSet{proxyPort: {}, apiPort: {}, httpsPort: {}},
 	}
 	// The image runs as nobody: the socket's group lets it in, as the
 	// Dockerfile tells users to do.
@@ -209,7 +212,7 @@ func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) Int
 		t.Fatalf("stat the docker socket: %v", err)
 	}
 	host := &container.HostConfig{
-		PortBindings: network.PortMap{proxyPort: loopback, apiPort: loopback},
+		PortBindings: network.PortMap{proxyPort: loopback, apiPort: loopback, httpsPort: loopback},
 		Mounts:       []mount.Mount{{Type: mount.TypeBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}},
 		NetworkMode:  container.NetworkMode(networkName),
 		GroupAdd:     []string{strconv.Itoa(int(sock.Gid))},
@@ -246,5 +249,5 @@ func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) Int
 		port, _ := strconv.Atoi(b[0].HostPort)
 		return "http://127.0.0.1:" + strconv.Itoa(port)
 	}
-	return InterlockContainer{ID: res.ID, Proxy: url(proxyPort), API: url(apiPort)}
+	return InterlockContainer{ID: res.ID, Proxy: url(proxyPort), API: url(apiPort), HTTPS: strings.TrimPrefix(url(httpsPort), "http://")}
 }

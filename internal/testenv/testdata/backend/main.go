@@ -8,6 +8,9 @@
 //	PORTS        comma-separated ports to listen on; overrides PORT
 //	NAME         name reported in the X-Backend header and JSON body (default: hostname)
 //	DRAIN_DELAY  Go duration to keep serving after SIGTERM/SIGINT (default 0s)
+//	TLS_PORTS    comma-separated ports to serve HTTPS on, with a self-signed
+//	             certificate for TLS_NAME (default NAME) made at start
+//	TLS_NAME     the DNS name of that certificate
 //
 // Endpoints (any method):
 //
@@ -27,9 +30,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,9 +80,11 @@ func runProbe(url string) int {
 
 // config is what the environment asks for.
 type config struct {
-	name  string
-	ports []string
-	drain time.Duration
+	name     string
+	ports    []string
+	tlsPorts []string
+	tlsName  string
+	drain    time.Duration
 }
 
 func loadConfig() (config, error) {
@@ -97,6 +109,15 @@ func loadConfig() (config, error) {
 			c.ports = append(c.ports, p)
 		}
 	}
+	for p := range strings.SplitSeq(os.Getenv("TLS_PORTS"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.tlsPorts = append(c.tlsPorts, p)
+		}
+	}
+	c.tlsName = os.Getenv("TLS_NAME")
+	if c.tlsName == "" {
+		c.tlsName = c.name
+	}
 	if d := os.Getenv("DRAIN_DELAY"); d != "" {
 		v, err := time.ParseDuration(d)
 		if err != nil || v < 0 {
@@ -116,8 +137,8 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	servers := make([]*http.Server, 0, len(cfg.ports))
-	errc := make(chan error, len(cfg.ports))
+	servers := make([]*http.Server, 0, len(cfg.ports)+len(cfg.tlsPorts))
+	errc := make(chan error, len(cfg.ports)+len(cfg.tlsPorts))
 	for _, p := range cfg.ports {
 		srv := &http.Server{Addr: ":" + p, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, srv)
@@ -127,7 +148,23 @@ func run() error {
 			}
 		}()
 	}
-	fmt.Fprintf(os.Stderr, "backend %s listening on %s\n", cfg.name, strings.Join(cfg.ports, ","))
+	if len(cfg.tlsPorts) > 0 {
+		cert, err := selfSigned(cfg.tlsName)
+		if err != nil {
+			return err
+		}
+		for _, p := range cfg.tlsPorts {
+			srv := &http.Server{Addr: ":" + p, Handler: h, ReadHeaderTimeout: 10 * time.Second,
+				TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+			servers = append(servers, srv)
+			go func() {
+				if err := srv.ListenAndServeTLS("", ""); !errors.Is(err, http.ErrServerClosed) {
+					errc <- fmt.Errorf("listen on TLS port %s: %w", p, err)
+				}
+			}()
+		}
+	}
+	fmt.Fprintf(os.Stderr, "backend %s listening on %s (TLS: %s)\n", cfg.name, strings.Join(cfg.ports, ","), strings.Join(cfg.tlsPorts, ","))
 
 	select {
 	case err := <-errc:
@@ -230,4 +267,27 @@ func (h *handler) slow(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, r)
 	case <-r.Context().Done():
 	}
+}
+
+// selfSigned makes a certificate for name, so a TLS client can tell this
+// backend's certificate from a proxy's.
+func selfSigned(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate for %s: %w", name, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
