@@ -22,8 +22,9 @@ type CheckResult struct {
 // SampleTable is a table that uses every feature of the view: aliases,
 // nested context roots, a rewrite, websocket endpoints, every balance
 // algorithm, TLS with the default and a named certificate, an ssl_only
-// redirect, backends over TLS with and without verification, and a route
-// without backends.
+// redirect, backends over TLS with and without verification, a route
+// without backends, a default host, a redirecting host and a sticky
+// cookie.
 func SampleTable() routing.Table {
 	b := func(addrs ...string) []routing.Backend {
 		var out []routing.Backend
@@ -33,13 +34,14 @@ func SampleTable() routing.Table {
 		return out
 	}
 	t := routing.Table{Hosts: []routing.Host{
-		{Name: "web.example.com", Aliases: []string{"www.example.com"}, Routes: []routing.Route{
+		{Name: "web.example.com", Aliases: []string{"www.example.com"}, Default: true, Routes: []routing.Route{
 			{Path: "/", Backends: b("127.0.0.1:32768", "127.0.0.1:32769")},
 			{Path: "/api", StripPath: true, Balance: routing.LeastConn, WebSocketPaths: []string{"/api/ws"}, Backends: b("127.0.0.1:32770")},
 			{Path: "/api/v2", Balance: routing.Random, Backends: b("[::1]:32771")},
 			{Path: "/empty"},
 		}},
-		{Name: "sticky.example.com", Routes: []routing.Route{{Path: "/", Balance: routing.Source, Backends: b("127.0.0.1:32772")}}},
+		{Name: "sticky.example.com", Routes: []routing.Route{{Path: "/", Balance: routing.Source, StickyCookie: "SID", Backends: b("127.0.0.1:32772", "127.0.0.1:32775")}}},
+		{Name: "old.example.com", RedirectTo: "https://web.example.com"},
 		{Name: "secure.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{
 			{Path: "/", BackendTLS: &routing.BackendTLS{Verify: true}, Backends: b("127.0.0.1:32773")},
 		}},

@@ -37,9 +37,10 @@ func backend(t *testing.T, name string) string {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type localNginx struct {
-	d    *Driver
-	http string // 127.0.0.1:port
-	dir  string
+	d     *Driver
+	http  string // 127.0.0.1:port
+	https string
+	dir   string
 }
 
 // newLocal returns a supervised driver on free loopback ports, closed at
@@ -48,9 +49,9 @@ func newLocal(t *testing.T, tmpl *Template, mode Mode, pidFile string) *localNgi
 	t.Helper()
 	bin := testenv.NginxBinary(t)
 	dir := t.TempDir()
-	l := &localNginx{http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), dir: dir}
+	l := &localNginx{http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), https: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), dir: dir}
 	d, err := New(Options{
-		Template: tmpl, HTTPAddr: l.http, HTTPSAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		Template: tmpl, HTTPAddr: l.http, HTTPSAddr: l.https,
 		CertDir: filepath.Join(dir, "certs"), StateDir: filepath.Join(dir, "state"), Binary: bin,
 		Mode: mode, PidFile: pidFile, Logger: quietLog(),
 	})

@@ -108,9 +108,37 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 	}
 	paths := map[string]bool{"/": true}
 	wantLocations := 0
-	wantServers := 1
-	if v.TLS.Enabled {
-		wantServers++
+	wantServers := 0
+	if v.Default == "" {
+		wantServers++ // the 404 server for unknown hosts
+	}
+	if v.TLS.Enabled && !v.DefaultTLS {
+		wantServers++ // the HTTPS one that refuses unknown names
+	}
+	if len(v.PlainNames) > 0 {
+		wantServers++ // the HTTPS one that refuses plain hosts
+	}
+	redirects := map[string]bool{"https://$host" + v.RedirectPort + "$request_uri": true}
+	for _, srv := range v.Servers {
+		if srv.RedirectTo != "" {
+			redirects[srv.RedirectTo+"$request_uri"] = true
+		}
+	}
+	for _, d := range find(ds, "return") {
+		if (d.args[0] == "301" || d.args[0] == "308") && (len(d.args) != 2 || !redirects[d.args[1]]) {
+			t.Fatalf("return %q is not a redirect of the view", d.args)
+		}
+	}
+	setCookies := map[string]bool{}
+	for _, u := range v.Upstreams {
+		if u.Sticky != nil {
+			setCookies["$"+u.Sticky.Var+"_set_cookie"] = true
+		}
+	}
+	for _, d := range find(ds, "add_header") {
+		if d.args[0] == "Set-Cookie" && (len(d.args) != 3 || !setCookies[d.args[1]] || d.args[2] != "always") {
+			t.Fatalf("add_header %q is not a sticky cookie of the view", d.args)
+		}
 	}
 	for _, srv := range v.Servers {
 		n := len(srv.Locations)
@@ -165,4 +193,66 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 	if !slices.IsSortedFunc(v.Servers, func(a, b Server) int { return strings.Compare(a.Host, b.Host) }) {
 		t.Fatal("servers are not in host order")
 	}
+}
+
+// fuzzService is one Swarm service with com.docker.lb labels and two tasks;
+// empty label values are unset.
+func fuzzService(id string, labels map[string]string) docker.Service {
+	l := map[string]string{}
+	for k, v := range labels {
+		if v != "" {
+			l[k] = v
+		}
+	}
+	s := docker.Service{ID: id, Name: "svc" + id, Created: time.Unix(1, 0), Labels: l, Networks: []string{"app"}}
+	for i, ip := range []string{"10.0.0.2", "10.0.0.3"} {
+		s.Tasks = append(s.Tasks, docker.Task{ID: id + "t" + ip, Slot: i + 1, Node: "n", State: "running", DesiredState: "running",
+			Networks: map[string]string{"app": ip}, ContainerID: "c" + id + ip})
+	}
+	return s
+}
+
+// FuzzRenderService is FuzzRender for the Swarm labels this driver renders
+// beyond the container ones: the default backend, redirects and sticky
+// cookies, through discovery's grammars.
+func FuzzRenderService(f *testing.F) {
+	seeds := [][5]string{
+		{"shop.example.com,www.shop.example.com", "SESSION", "http://old.example.com,https://shop.example.com", "/", "true"},
+		{"a.test", "x;y", "http://b.test,https://c.test:8443", "/cart.v2", "false"},
+		{"a.test", "id.v2-x_y", "http://a.test,https://a.test", "/caf%C3%A9/%24x%22y", "true"},
+		{"a.test", "$x", "http://b.test/$x,https://c.test", "/a; return 200;", "yes"},
+		{"a.test", "s\"id", "http://b.test,https://c.test$request_uri", "/", "true"},
+		{"a.test", "", "http://b.test,http://c.test", "", ""},
+	}
+	for _, s := range seeds {
+		f.Add(s[0], s[1], s[2], s[3], s[4], true)
+	}
+	tmpl, err := LoadTemplate("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, hosts, cookie, redirects, root, dflt string, ipHash bool) {
+		labels := map[string]string{
+			"com.docker.lb.hosts": hosts, "com.docker.lb.port": "8080", "com.docker.lb.network": "app",
+			"com.docker.lb.sticky_session_cookie": cookie, "com.docker.lb.redirects": redirects,
+			"com.docker.lb.context_root": root, "com.docker.lb.default_backend": dflt,
+		}
+		if ipHash {
+			labels["com.docker.lb.ip_hash"] = "true"
+		}
+		other := map[string]string{"com.docker.lb.hosts": "other.test", "com.docker.lb.port": "8080", "com.docker.lb.network": "app",
+			"com.docker.lb.sticky_session_cookie": cookie, "com.docker.lb.default_backend": dflt}
+		snap := docker.Snapshot{Services: []docker.Service{fuzzService("1", labels), fuzzService("2", other)}}
+		table, _ := discovery.Build(snap, discovery.Options{})
+		v, err := NewView(table, goldenSettings())
+		if err != nil {
+			t.Fatalf("a table discovery accepted has no view: %v\n%+v", err, table)
+		}
+		conf, err := tmpl.Render(v)
+		if err != nil {
+			t.Fatalf("a table discovery accepted does not render: %v\n%+v", err, table)
+		}
+		ds := checkStructure(t, conf)
+		checkOnlyTableValues(t, ds, table, v)
+	})
 }

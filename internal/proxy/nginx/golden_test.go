@@ -112,8 +112,30 @@ func goldenCases() []goldenCase {
 			settings: func(s *Settings) { s.HTTPAddr = "[::1]:8080" }},
 		{name: "container_runtime", table: table(host("web.example.com", route("/", "172.17.0.3:80"))),
 			settings: func(s *Settings) { s.Runtime = Runtime{} }},
+		{name: "default_host", table: table(dflt(host("fallback.example.com", route("/", "127.0.0.1:1"), route("/api", "127.0.0.1:2"))),
+			host("app.example.com", route("/app", "127.0.0.1:3")), host("web.example.com", route("/", "127.0.0.1:4")))},
+		{name: "default_host_tls", table: table(dflt(withTLS(host("fallback.example.com", route("/", "127.0.0.1:1")), routing.TLS{})),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:2")), routing.TLS{Only: true}),
+			routing.Host{Name: "plain.example.com", Aliases: []string{"www.plain.example.com"}, Routes: []routing.Route{route("/", "127.0.0.1:3")}})},
+		{name: "default_host_redirect", table: table(dflt(redirect("old.example.com", "https://new.example.com")),
+			host("web.example.com", route("/", "127.0.0.1:1")))},
+		{name: "redirect", table: table(redirect("old.example.com", "https://new.example.com:8443"),
+			redirect("www.example.com", "http://example.com"), host("example.com", route("/", "127.0.0.1:1")))},
+		{name: "redirect_tls", table: table(withTLS(redirect("old.example.com", "https://new.example.com"), routing.TLS{}))},
+		{name: "sticky_cookie", table: table(host("shop.example.com",
+			sticky(route("/", "10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"), "SESSION"),
+			sticky(strip(route("/cart.v2", "10.0.0.4:8080", "[fd00::5]:8080")), "cart-id.v2")))},
+		{name: "sticky_cookie_source", table: table(host("shop.example.com", bal(sticky(route("/", "10.0.0.1:8080", "10.0.0.2:8080"), "SID"), routing.Source)))},
+		{name: "sticky_cookie_leastconn", table: table(host("shop.example.com", bal(sticky(route("/", "10.0.0.1:8080", "10.0.0.2:8080"), "SID"), routing.LeastConn)))},
+		{name: "sticky_cookie_no_backend", table: table(host("shop.example.com", sticky(route("/"), "SID")))},
 	}
 }
+
+func dflt(h routing.Host) routing.Host { h.Default = true; return h }
+
+func redirect(name, to string) routing.Host { return routing.Host{Name: name, RedirectTo: to} }
+
+func sticky(r routing.Route, cookie string) routing.Route { r.StickyCookie = cookie; return r }
 
 func renderCase(t *testing.T, tc goldenCase, s Settings) []byte {
 	t.Helper()

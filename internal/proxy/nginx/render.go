@@ -35,8 +35,13 @@ func LoadTemplate(path string) (*Template, error) {
 //	                 that expand variables; refuses '$' and control bytes
 //	nginxLocation S  S quoted for a location match, which nginx takes
 //	                 literally ('$' allowed); refuses control bytes
+//	nginxLiteral S   S quoted for a value nginx takes literally (location
+//	                 and map match strings, regexes included: '$' allowed);
+//	                 refuses control bytes
 //	nginxWord S      S unquoted, when it is a safe bare word
 //	                 ([A-Za-z0-9._~/%:@+=-], not starting with '~' or '=')
+//	nginxVar S       S when it can follow '$' as a variable name
+//	                 ([a-z0-9_], starting with a letter)
 //	serverName S     S when it is a plain lowercase host name
 //	join LIST SEP    strings.Join
 //
@@ -45,7 +50,9 @@ func Funcs() template.FuncMap {
 	return template.FuncMap{
 		"nginxString":   nginxString,
 		"nginxLocation": nginxLocation,
+		"nginxLiteral":  nginxLocation,
 		"nginxWord":     nginxWord,
+		"nginxVar":      nginxVar,
 		"serverName":    serverName,
 		"join":          strings.Join,
 	}
@@ -96,6 +103,22 @@ func nginxWord(s string) (string, error) {
 		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._~/%:@+=-[]", c) >= 0
 		if !ok {
 			return "", fmt.Errorf("nginxWord: %q holds %q, which needs quoting", s, c)
+		}
+	}
+	return s, nil
+}
+
+// nginxVar returns s when it is a variable name nginx reads whole after
+// '$' (its own alphabet is [A-Za-z0-9_]; nginx lowercases names, so only
+// lowercase is taken), starting with a letter.
+func nginxVar(s string) (string, error) {
+	if s == "" || !('a' <= s[0] && s[0] <= 'z') {
+		return "", fmt.Errorf("nginxVar: %q is not a variable name", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return "", fmt.Errorf("nginxVar: %q holds %q, not a variable name character", s, c)
 		}
 	}
 	return s, nil

@@ -145,10 +145,11 @@ func (p *confParser) block() ([]*directive, error) {
 var allowed = map[string][]string{
 	"":         {"worker_processes", "worker_shutdown_timeout", "pid", "error_log", "events", "http"},
 	"events":   {"worker_connections"},
-	"http":     {"access_log", "server_tokens", "default_type", "client_max_body_size", "server_names_hash_bucket_size", "server_names_hash_max_size", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "map", "proxy_http_version", "proxy_set_header", "proxy_connect_timeout", "proxy_next_upstream", "ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets", "upstream", "server"},
+	"http":     {"access_log", "server_tokens", "default_type", "client_max_body_size", "server_names_hash_bucket_size", "server_names_hash_max_size", "map_hash_bucket_size", "map_hash_max_size", "variables_hash_bucket_size", "variables_hash_max_size", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "map", "proxy_http_version", "proxy_set_header", "proxy_connect_timeout", "proxy_next_upstream", "ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets", "upstream", "server"},
 	"map":      {"default", ""},
-	"upstream": {"least_conn", "ip_hash", "random", "server", "keepalive"},
-	"server":   {"listen", "server_name", "default_type", "add_header", "return", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "location"},
+	"upstream": {"least_conn", "ip_hash", "random", "hash", "server", "keepalive"},
+	"server":   {"listen", "server_name", "default_type", "add_header", "return", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "location", "if"},
+	"if":       {"return"},
 	"location": {"proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate", "proxy_pass", "default_type", "add_header", "return"},
 }
 

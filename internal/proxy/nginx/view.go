@@ -4,9 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
+	"hash/fnv"
 	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
@@ -38,6 +43,23 @@ type View struct {
 	// Skipped are what the driver could not render, with why: tcp routes
 	// (HAProxy only), certificates that are missing.
 	Skipped []Skip
+	// Default is the host that answers names no server claims
+	// (routing.Host.Default); "" when there is none, and such requests get
+	// the 404 server. DefaultTLS is true when that host answers unknown
+	// names over HTTPS too (it has an HTTPS server): the HTTPS listener
+	// then has no handshake-refusing default server.
+	Default    string
+	DefaultTLS bool
+	// PlainNames are the names of the hosts without HTTPS, listed only when
+	// DefaultTLS: over HTTPS they are refused (as without a default host)
+	// rather than answered by the default host.
+	PlainNames []string
+	// Redirects is true when a server redirects (Server.RedirectTo): the
+	// template then renders the map that picks 301 or 308 by method.
+	Redirects bool
+	// Sticky is true when an upstream has a sticky cookie: the template
+	// then renders the map of the address that answered last.
+	Sticky bool
 }
 
 // Listen is one nginx listen address.
@@ -91,6 +113,61 @@ type Upstream struct {
 	// Keepalive is the number of idle connections kept per worker.
 	Keepalive int
 	Servers   []UpstreamServer
+	// Sticky is the route's sticky session cookie, nil without one. It
+	// replaces Balance: "hash $VAR_key".
+	Sticky *Sticky
+}
+
+// Sticky is a route's sticky session cookie (routing.Route.StickyCookie)
+// in nginx terms. The cookie's value names a backend exactly as the
+// built-in proxy's does (16 hex digits at most: the 64-bit FNV-1a hash of
+// the backend's address), so a client pinned by one driver stays pinned by
+// the other. nginx OSS has no sticky directive; the template builds it
+// from maps and the upstream's hash:
+//
+//	$VAR_cookie     the cookie's value, captured from the Cookie header by Match
+//	$VAR_key        the hash key of the backend the cookie names; Fallback
+//	                for a request without such a cookie
+//	$VAR_served     the cookie value of the backend that answered (the last
+//	                address of $upstream_addr)
+//	$VAR_pin        that value, when it is not the one the request carried
+//	$VAR_set_cookie the Set-Cookie header that pins the client, or "" (no
+//	                header)
+//
+// A key is chosen for each backend (Key) such that nginx's hash (the
+// Cache::Memcached one: ((crc32(key) >> 16) & 0x7fff) mod the number of
+// servers) picks exactly that backend first; when it is down, nginx
+// rehashes to another live one, which then pins the client.
+type Sticky struct {
+	// Var prefixes the variables: "interlock_sticky_N", N counting the
+	// sticky upstreams in order.
+	Var string
+	// Cookie is the cookie's name.
+	Cookie string
+	// Match is the map regex that captures the cookie's value into
+	// $VAR_value; the template writes it as a map key, "~" + Match quoted
+	// with nginxLiteral.
+	Match string
+	// Fallback names the variable (without '$') hashed for a request
+	// without a cookie that names a backend: "" (nginx then balances round
+	// robin), "remote_addr" (balance source) or "request_id" (random).
+	Fallback string
+	// Backends are the route's distinct backends, in server order.
+	Backends []StickyBackend
+}
+
+// StickyBackend is one backend of a sticky route.
+type StickyBackend struct {
+	// ID is the cookie value that names the backend.
+	ID string
+	// Key is the hash key that makes nginx pick it.
+	Key string
+	// Address is the backend's address as $upstream_addr shows it.
+	Address string
+	// SetCookie is the whole Set-Cookie value that pins a client to it,
+	// byte for byte the built-in proxy's: "NAME=ID; Path=PATH; HttpOnly;
+	// SameSite=Lax".
+	SetCookie string
 }
 
 // UpstreamServer is one backend.
@@ -115,6 +192,15 @@ type Server struct {
 	// CatchAll is true when no route covers "/": the template then answers
 	// paths outside every route with 404.
 	CatchAll bool
+	// Default makes this server the default_server of its listeners: it
+	// answers names no server claims (routing.Host.Default).
+	Default bool
+	// RedirectTo, when set, is the base URL ("https://new.example.com")
+	// the server redirects every request to, path and query kept
+	// ($request_uri): 301 for GET and HEAD, 308 otherwise, with
+	// Cache-Control: no-store, as the built-in proxy answers. Such a
+	// server has no locations.
+	RedirectTo string
 }
 
 // ServerTLS is a host's certificate, as paths nginx reads.
@@ -145,6 +231,9 @@ type Location struct {
 	WebSocket bool
 	// BackendTLS is nil for plain-HTTP backends.
 	BackendTLS *BackendTLS
+	// SetCookie is the variable (without '$') holding the route's sticky
+	// Set-Cookie header (Sticky), "" when the route has no sticky cookie.
+	SetCookie string
 }
 
 // BackendTLS says the backends speak HTTPS.
@@ -218,17 +307,38 @@ func NewView(t routing.Table, s Settings) (View, error) {
 	if p.HasTLS12() {
 		v.TLS.Ciphers = p.OpenSSLCiphers()
 	}
+	sticky := 0
 	for _, h := range t.Hosts {
-		srv, ups, skips := server(h, s, v.BackendCA)
+		srv, ups, skips, err := server(h, s, v.BackendCA, &sticky)
+		if err != nil {
+			return View{}, err
+		}
 		v.Skipped = append(v.Skipped, skips...)
-		if len(srv.Locations) == 0 {
+		if len(srv.Locations) == 0 && srv.RedirectTo == "" {
+			// Only tcp routes (or none): nothing for nginx to answer, and
+			// not a default host either, as in the built-in proxy.
 			continue
 		}
 		if srv.TLS != nil {
 			v.TLS.Enabled = true
 		}
+		if h.Default {
+			if v.Default != "" {
+				return View{}, fmt.Errorf("hosts %s and %s are both the default host: only one can be", v.Default, h.Name)
+			}
+			v.Default, v.DefaultTLS, srv.Default = h.Name, srv.TLS != nil, true
+		}
+		v.Redirects = v.Redirects || srv.RedirectTo != ""
 		v.Servers = append(v.Servers, srv)
 		v.Upstreams = append(v.Upstreams, ups...)
+	}
+	v.Sticky = sticky > 0
+	if v.DefaultTLS {
+		for _, srv := range v.Servers {
+			if srv.TLS == nil {
+				v.PlainNames = append(v.PlainNames, srv.Names...)
+			}
+		}
 	}
 	if v.TLS.Enabled && (v.TLS.DefaultCert == "" || v.TLS.DefaultKey == "") {
 		// Without a default certificate, hosts that name none cannot be
@@ -261,7 +371,8 @@ func listen(addr string) (Listen, error) {
 }
 
 // server builds one host's server, its upstreams and what it skipped.
-func server(h routing.Host, s Settings, ca string) (Server, []Upstream, []Skip) {
+// sticky counts the sticky upstreams so far, for their variable names.
+func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstream, []Skip, error) {
 	srv := Server{Host: h.Name, Names: h.Names(), CatchAll: true}
 	var skips []Skip
 	if h.TLS != nil {
@@ -276,6 +387,17 @@ func server(h routing.Host, s Settings, ca string) (Server, []Upstream, []Skip) 
 		default:
 			srv.TLS = tl
 		}
+	}
+	if h.RedirectTo != "" {
+		if len(h.Routes) > 0 {
+			return Server{}, nil, nil, fmt.Errorf("host %s both redirects and has routes: a host either serves or redirects", h.Name)
+		}
+		to, err := redirectTarget(h.RedirectTo)
+		if err != nil {
+			return Server{}, nil, nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		srv.RedirectTo, srv.CatchAll = to, false
+		return srv, nil, skips, nil
 	}
 	var http []routing.Route
 	for _, r := range h.Routes {
@@ -294,14 +416,178 @@ func server(h routing.Host, s Settings, ca string) (Server, []Upstream, []Skip) 
 		for _, b := range r.Backends {
 			up.Servers = append(up.Servers, UpstreamServer{Address: b.Address, MaxFails: maxFails, FailTimeout: failTimeout})
 		}
+		var setCookie string
 		if len(up.Servers) == 0 {
 			up.Name = ""
 		} else {
+			if r.StickyCookie != "" {
+				st, skip, err := stickyView(h.Name, r, up.Servers, fmt.Sprintf("interlock_sticky_%d", *sticky))
+				if err != nil {
+					return Server{}, nil, nil, err
+				}
+				if skip != "" {
+					skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: skip})
+				}
+				if st != nil {
+					*sticky++
+					up.Sticky, up.Balance, setCookie = st, "", st.Var+"_set_cookie"
+				}
+			}
 			ups = append(ups, up)
 		}
-		srv.Locations = append(srv.Locations, locations(r, http, up.Name, ca)...)
+		locs := locations(r, http, up.Name, ca)
+		for i := range locs {
+			locs[i].SetCookie = setCookie
+		}
+		srv.Locations = append(srv.Locations, locs...)
 	}
-	return srv, ups, skips
+	return srv, ups, skips, nil
+}
+
+// redirectTarget checks a redirect's base URL, as discovery makes it:
+// http or https, a lowercase host name and an optional port, nothing else.
+func redirectTarget(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("redirect target %q must be http:// or https:// and a host name, with no path", s)
+	}
+	if _, err := serverName(u.Hostname()); err != nil {
+		return "", fmt.Errorf("redirect target %q: %w", s, err)
+	}
+	to := u.Scheme + "://" + u.Hostname()
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 || p[0] == '0' {
+			return "", fmt.Errorf("redirect target %q: port must be 1-65535", s)
+		}
+		to += ":" + p
+	} else if strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("redirect target %q: empty port", s)
+	}
+	return to, nil
+}
+
+// maxStickyServers is how many servers nginx's hash can tell apart: it
+// takes 15 bits of the key's CRC32.
+const maxStickyServers = 1 << 15
+
+// stickyView builds a route's sticky cookie over its upstream servers, or
+// says why it is left out (skip). The cookie value and header are the
+// built-in proxy's (internal/proxy/builtin/sticky.go).
+func stickyView(host string, r routing.Route, servers []UpstreamServer, name string) (*Sticky, string, error) {
+	where := fmt.Sprintf("host %s route %s", host, r.Path)
+	if !isCookieName(r.StickyCookie) {
+		return nil, "", fmt.Errorf("%s: sticky cookie name %q must be 1-64 letters, digits, '_', '-' or '.'", where, r.StickyCookie)
+	}
+	if !isCookiePath(r.Path) {
+		return nil, "", fmt.Errorf("%s: the path cannot be a cookie path", where)
+	}
+	if len(servers) > maxStickyServers {
+		return nil, fmt.Sprintf("sticky cookie left out: %d backends are more than nginx's hash can tell apart (%d)", len(servers), maxStickyServers), nil
+	}
+	st := &Sticky{
+		Var: name, Cookie: r.StickyCookie,
+		Match: `(?:^|;)[ \t]*` + strings.ReplaceAll(r.StickyCookie, ".", `\.`) + `=(?<` + name + `_value>[^; \t]*)`,
+	}
+	var skip string
+	switch r.Balance {
+	case routing.Source:
+		st.Fallback = "remote_addr"
+	case routing.Random:
+		st.Fallback = "request_id"
+	case routing.LeastConn:
+		skip = "sticky cookie: requests without the cookie are balanced round robin, not leastconn (nginx's hash and least_conn do not combine)"
+	}
+	first := map[string]int{} // cookie value -> index of its first server
+	for i, srv := range servers {
+		addr := canonicalAddr(srv.Address)
+		id := strconv.FormatUint(fnv64a(addr), 16)
+		if _, dup := first[id]; dup {
+			continue
+		}
+		first[id] = i
+		c := &http.Cookie{Name: r.StickyCookie, Value: id, Path: r.Path, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+		st.Backends = append(st.Backends, StickyBackend{ID: id, Address: addr, SetCookie: c.String()})
+	}
+	keys, err := hashKeys(len(servers), first)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", where, err)
+	}
+	for i := range st.Backends {
+		st.Backends[i].Key = keys[st.Backends[i].ID]
+	}
+	return st, skip, nil
+}
+
+// hashKeys finds, for each cookie value, a key that nginx's "hash KEY"
+// over n equal servers maps first to that value's server index. nginx
+// (ngx_http_upstream_get_hash_peer) takes ((crc32(key) >> 16) & 0x7fff)
+// mod n on the first try. Keys are "s0", "s1", ...: the first that lands
+// on an index goes to it, so the result is deterministic.
+func hashKeys(n int, index map[string]int) (map[string]string, error) {
+	want := make(map[int]string, len(index)) // server index -> cookie value
+	for id, i := range index {
+		want[i] = id
+	}
+	keys := make(map[string]string, len(index))
+	for k := 0; len(keys) < len(index); k++ {
+		if k > 1<<24 {
+			return nil, fmt.Errorf("no nginx hash key found for %d of %d sticky backends", len(index)-len(keys), len(index))
+		}
+		key := "s" + strconv.Itoa(k)
+		i := int((crc32.ChecksumIEEE([]byte(key))>>16)&0x7fff) % n
+		if id, ok := want[i]; ok {
+			keys[id] = key
+			delete(want, i)
+		}
+	}
+	return keys, nil
+}
+
+// canonicalAddr is the address as the built-in proxy keys its backends
+// (and nginx's $upstream_addr shows it): netip's form of ip:port.
+func canonicalAddr(a string) string {
+	if ap, err := netip.ParseAddrPort(a); err == nil {
+		return ap.String()
+	}
+	return a
+}
+
+// fnv64a is 64-bit FNV-1a, the built-in proxy's backend hash.
+func fnv64a(s string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// isCookieName is discovery's cookie-name grammar: 1-64 of [A-Za-z0-9_.-].
+func isCookieName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// isCookiePath reports whether a route path can stand as a cookie's Path
+// as it is: the URL-path alphabet of discovery, with nothing a cookie
+// attribute or nginx would read specially (';', '$', quotes, controls).
+func isCookiePath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._~/%-", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // locations renders one route: "= P" and "P/" (or just "/"), plus the same
