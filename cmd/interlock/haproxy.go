@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/interlock-proxy/interlock/internal/config"
+	"github.com/interlock-proxy/interlock/internal/docker"
 	"github.com/interlock-proxy/interlock/internal/proxy/haproxy"
 	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/moby/moby/client"
 )
 
 // haproxyBinary finds the haproxy executable, in PATH or /usr/sbin.
@@ -20,56 +22,86 @@ func haproxyBinary(name string) (string, error) {
 	return "", fmt.Errorf("--haproxy-binary %s: not found in PATH or /usr/sbin; install haproxy (Debian: apt-get install haproxy) or name the executable", name)
 }
 
-// newHAProxy builds the haproxy driver for cfg. It runs HAProxy as
-// Interlock's supervised child; side-loaded HAProxy containers are not
-// supported yet (there is no setting that asks for them). needBinary is
-// false for render, which only renders: New has no side effects.
-func newHAProxy(cfg config.Config, log *slog.Logger, needBinary bool) (*haproxy.Driver, error) {
+// newHAProxy builds the haproxy driver for cfg and, for container targets,
+// the Docker side (nil otherwise). needBinary is false for render, which
+// only renders: New has no side effects.
+func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBinary bool) (*haproxy.Driver, *docker.Sideload, error) {
 	tmpl, err := haproxy.LoadTemplate(cfg.Template)
 	if err != nil {
-		return nil, fmt.Errorf("--template: %w", err)
+		return nil, nil, fmt.Errorf("--template: %w", err)
 	}
 	profile, err := tlsProfile(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-profile: %w", err)
+		return nil, nil, fmt.Errorf("--tls-profile: %w", err)
 	}
 	stateDir, err := filepath.Abs(filepath.Join(cfg.StateDir, "haproxy"))
 	if err != nil {
-		return nil, fmt.Errorf("--state-dir: %w", err)
+		return nil, nil, fmt.Errorf("--state-dir: %w", err)
 	}
 	certDir, err := filepath.Abs(cfg.CertDir)
 	if err != nil {
-		return nil, fmt.Errorf("--cert-dir: %w", err)
+		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
 	}
 	opts := haproxy.Options{
 		Template: tmpl, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, TCPAddr: cfg.TCPAddr, StatsAddr: cfg.StatsAddr,
 		CertDir: certDir, Profile: profile, StateDir: stateDir, Binary: cfg.HAProxyBinary,
 		Mode: haproxy.Supervise, DrainTimeout: cfg.DrainTimeout, Logger: log,
 	}
+	var side *docker.Sideload
+	if cfg.HAProxyTarget == config.TargetContainers {
+		label := cfg.ProxyContainerLabel
+		if label == "" {
+			label = "haproxy"
+		}
+		// Sideload only finds the containers and signals them: they read
+		// the file from the shared state directory, and the driver waits
+		// for each one's new worker on its own admin socket.
+		side = docker.NewSideload(cli, docker.SideloadOptions{Label: "interlock.ext.name", Value: label, Logger: log})
+		opts.Mode, opts.Containers = haproxy.Volume, haproxyContainers{side}
+	}
 	if cfg.HAProxyConfig != "" {
 		if opts.ConfigPath, err = filepath.Abs(cfg.HAProxyConfig); err != nil {
-			return nil, fmt.Errorf("--haproxy-config: %w", err)
+			return nil, nil, fmt.Errorf("--haproxy-config: %w", err)
 		}
 	}
 	if needBinary {
 		if opts.Binary, err = haproxyBinary(cfg.HAProxyBinary); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	d, err := haproxy.New(opts)
 	if err != nil {
-		return nil, fmt.Errorf("--state-dir: %w", err)
+		return nil, nil, fmt.Errorf("--state-dir: %w", err)
 	}
 	// Fail now, not at the first event, when a setting cannot reach the
 	// file (an address HAProxy cannot bind, a stats address off loopback)
 	// or the template fails on an empty table.
 	if _, _, err := d.Render(routing.Table{}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if w := profile.Warning(); w != "" {
 		log.Warn(w)
 	}
-	return d, nil
+	return d, side, nil
+}
+
+// haproxyContainers is the driver's view of the proxy containers.
+type haproxyContainers struct{ side *docker.Sideload }
+
+func (h haproxyContainers) Targets(ctx context.Context) ([]haproxy.Target, error) {
+	ts, err := h.side.Targets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]haproxy.Target, len(ts))
+	for i, t := range ts {
+		out[i] = haproxy.Target{ID: t.ID, Name: t.Name, Hostname: t.Hostname}
+	}
+	return out, nil
+}
+
+func (h haproxyContainers) Signal(ctx context.Context, id, sig string) error {
+	return h.side.Signal(ctx, id, sig)
 }
 
 // checkHAProxyTemplate renders a sample table with the haproxy template at

@@ -435,3 +435,169 @@ func TestHAProxyCheckTemplate(t *testing.T) {
 		t.Fatalf("check --template --proxy builtin: exit %d, %q", code, errOut.String())
 	}
 }
+
+// TestHAProxyContainers drives side-loaded HAProxy containers that share
+// Interlock's state directory: the first reads the file Interlock wrote
+// before it started, one with a host name of its own starts later; both
+// serve every change. Scaling 1 -> 3 -> 1 under load through both goes
+// over each container's own admin socket: no request fails and neither
+// HAProxy reloads (its worker's pid stays). A route change reloads both
+// with SIGUSR2.
+func TestHAProxyContainers(t *testing.T) {
+	e := needDocker(t)
+	h := newHAProxyRun(t, e)
+	// Short: each container's admin socket lives there, named by its host
+	// name, and unix socket paths take at most 103 bytes.
+	shared, err := os.MkdirTemp("", "ilk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	h.stateDir = shared
+	label := "haproxy-" + env.RunID + "-" + sanitize(t.Name())
+	host, other := hostFor(t, "web"), hostFor(t, "other")
+	drain := map[string]string{"DRAIN_DELAY": "2s"}
+	h.container(t, e, "r1", labelsFor(host), drain)
+
+	in := h.start(t, "--haproxy-target", "containers", "--proxy-container-label", label,
+		"--http-addr", ":80", "--https-addr", ":443")
+	conf := h.live()
+	testenv.WaitFor(t, 15*time.Second, "the file written before any proxy runs", func() error {
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(b, []byte(host)) {
+			return fmt.Errorf("%s does not route %s yet", conf, host)
+		}
+		return nil
+	})
+	dir := filepath.Dir(conf)
+	run := func(name, hostname string) (testenv.ProxyContainer, string) {
+		p := e.RunHAProxy(t, testenv.ProxySpec{Name: name, Hostname: hostname,
+			Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}, Network: h.network,
+			Binds: []string{dir + ":" + dir}, Cmd: []string{"-f", conf}})
+		return p, fmt.Sprintf("http://127.0.0.1:%d", p.Ports[80])
+	}
+	p1, addr1 := run("p1", "")
+	_, addr2 := run("p2", "edge-two")
+	sockets := []string{filepath.Join(dir, "admin-"+p1.ID[:12]+".sock"), filepath.Join(dir, "admin-edge-two.sock")}
+	for _, addr := range []string{addr1, addr2} {
+		waitThrough(t, addr, host, "r1")
+	}
+	// Both are Interlock's instances now: it sees their admin sockets.
+	pids := make([]int, len(sockets))
+	for i, sock := range sockets {
+		pids[i] = workerPid(t, sock)
+	}
+	reloads := in.reloads(t)
+
+	loads := []*load{
+		startLoad(2, func() (response, error) { return getThrough(addr1, host, "/") }),
+		startLoad(2, func() (response, error) { return getThrough(addr2, host, "/") }),
+	}
+	r2 := h.container(t, e, "r2", labelsFor(host), drain)
+	r3 := h.container(t, e, "r3", labelsFor(host), drain)
+	for _, addr := range []string{addr1, addr2} {
+		waitThrough(t, addr, host, "r1", "r2", "r3")
+	}
+	stopped := make(chan error, 2)
+	for _, c := range []testenv.Container{r2, r3} {
+		go func() { stopped <- e.Stop(context.Background(), c.ID) }()
+	}
+	for range 2 {
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, addr := range []string{addr1, addr2} {
+		waitThrough(t, addr, host, "r1")
+	}
+	for i, l := range loads {
+		total, failed, first := l.Stop()
+		t.Logf("through proxy container %d while scaling 1 -> 3 -> 1: %d requests, %d failed", i+1, total, failed)
+		if failed != 0 {
+			t.Errorf("proxy container %d: %d of %d requests failed while scaling; first: %v", i+1, failed, total, first)
+		}
+		if total < 20 {
+			t.Errorf("proxy container %d: only %d requests while scaling; the load generator did not run", i+1, total)
+		}
+	}
+	if n := in.reloads(t); n != reloads {
+		t.Errorf("reloads in /api/status: %d before scaling, %d after; want none", reloads, n)
+	}
+	for i, sock := range sockets {
+		if pid := workerPid(t, sock); pid != pids[i] {
+			t.Errorf("proxy container %d: worker pid %d before scaling, %d after: it reloaded", i+1, pids[i], pid)
+		}
+	}
+
+	// A new host is a route change: both containers reload onto it.
+	h.container(t, e, "other", labelsFor(other), nil)
+	for _, addr := range []string{addr1, addr2} {
+		waitThrough(t, addr, other, "other")
+		waitThrough(t, addr, host, "r1")
+	}
+	for i, sock := range sockets {
+		if pid := workerPid(t, sock); pid == pids[i] {
+			t.Errorf("proxy container %d: still worker pid %d after a route change; want a reload", i+1, pid)
+		}
+	}
+}
+
+// waitThrough waits until requests to host through the proxy at base are
+// answered by every one of names, and by nothing else.
+func waitThrough(t *testing.T, base, host string, names ...string) {
+	t.Helper()
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%s via %s answered by %v", host, base, names), func() error {
+		seen := map[string]bool{}
+		for range 10 * len(names) {
+			r, err := getThrough(base, host, "/")
+			if err != nil {
+				return err
+			}
+			if r.code != http.StatusOK {
+				return fmt.Errorf("status %d: %s", r.code, strings.TrimSpace(r.body))
+			}
+			if !slices.Contains(names, r.backend) {
+				return fmt.Errorf("answered by %q", r.backend)
+			}
+			seen[r.backend] = true
+		}
+		if len(seen) != len(names) {
+			return fmt.Errorf("only %v answered", seen)
+		}
+		return nil
+	})
+}
+
+// workerPid is the pid of the HAProxy worker answering on the admin socket
+// sock.
+func workerPid(t *testing.T, sock string) int {
+	t.Helper()
+	pid := 0
+	testenv.WaitFor(t, 10*time.Second, "the worker's pid on "+sock, func() error {
+		conn, err := net.DialTimeout("unix", sock, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "show info\n"); err != nil {
+			return err
+		}
+		_ = conn.(*net.UnixConn).CloseWrite()
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+				pid, err = strconv.Atoi(strings.TrimSpace(v))
+				return err
+			}
+		}
+		return fmt.Errorf("no Pid in %q", b)
+	})
+	return pid
+}

@@ -78,6 +78,14 @@ func TestNginxConvergenceBenchmark(t *testing.T) {
 func TestNginxBurstBenchmark(t *testing.T) {
 	e := needBench(t)
 	p := startNginxProcess(t)
+	burstBenchmark(t, e, p, "nginx", func(name string, labels map[string]string) testenv.ContainerSpec {
+		return testenv.ContainerSpec{Name: name, Labels: labels, PublishPort: 8000, NoStart: true}
+	})
+}
+
+// burstBenchmark starts 200 containers of spec at once (8 in parallel) and
+// counts the reloads of p's driver until all of them are routed.
+func burstBenchmark(t *testing.T, e *testenv.Env, p *process, driver string, spec func(name string, labels map[string]string) testenv.ContainerSpec) {
 	const n, workers = 200, 8
 	hosts := make([]string, n)
 	ids := make([]string, n)
@@ -88,7 +96,7 @@ func TestNginxBurstBenchmark(t *testing.T) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				hosts[i] = hostFor(t, fmt.Sprintf("b%d", i))
-				ids[i] = e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("burst%d", i), Labels: labelsFor(hosts[i]), PublishPort: 8000, NoStart: true}).ID
+				ids[i] = e.Run(t, spec(fmt.Sprintf("burst%d", i), labelsFor(hosts[i]))).ID
 			}
 		}()
 	}
@@ -124,6 +132,6 @@ func TestNginxBurstBenchmark(t *testing.T) {
 			return nil
 		})
 	}
-	t.Logf("burst of %d container starts (%d at a time, %v for docker to start them): all routed after %v with %d nginx reloads",
-		n, workers, started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), p.reloads(t)-r0)
+	t.Logf("burst of %d container starts (%d at a time, %v for docker to start them): all routed after %v with %d %s reloads",
+		n, workers, started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), p.reloads(t)-r0, driver)
 }

@@ -56,12 +56,19 @@ func (v *operatorView) observeReloads(d controller.Driver) controller.Driver {
 		// Reloads only: an apply over the Runtime API (backends added,
 		// drained, moved) changes HAProxy without one, and is no reload.
 		// The first start counts, as nginx's first configuration does.
-		return reloadObserved{Driver: d, m: v.metrics, log: v.log, counts: func() (int64, int64) {
+		return cheapReloadObserved{reloadObserved{Driver: d, m: v.metrics, log: v.log, counts: func() (int64, int64) {
 			s := n.Stats()
 			return s.Reloads + s.Starts, s.Failures
-		}}
+		}}, n}
 	}
 	return d
+}
+
+// cheapReloadObserved keeps a driver's controller.CheapApplier visible
+// through the wrapper.
+type cheapReloadObserved struct {
+	reloadObserved
+	controller.CheapApplier
 }
 
 // apiOptions starts reading the running parts at scrape time and returns
@@ -83,6 +90,13 @@ func (v *operatorView) apiOptions(source metrics.DockerSource, ctl metrics.Contr
 			out := make([]api.BackendHealth, len(stats))
 			for i, s := range stats {
 				out[i] = api.BackendHealth{Address: s.Address, Requests: s.Requests, Failures: s.Failures, InFlight: s.InFlight, Ejected: s.Ejected}
+			}
+			return out
+		}), api.WithCertProblems(func() []api.CertProblem {
+			problems := p.CertProblems()
+			out := make([]api.CertProblem, len(problems))
+			for i, c := range problems {
+				out[i] = api.CertProblem{Host: c.Host, Path: c.Path, Reason: c.Reason, Message: c.Message}
 			}
 			return out
 		}))

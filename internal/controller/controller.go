@@ -23,6 +23,22 @@ type Driver interface {
 	Apply(ctx context.Context, t routing.Table) error
 }
 
+// CheapApplier is a Driver that can tell, before the quiet period, that a
+// table would go live without a reload (haproxy: only backends changed,
+// which its Runtime API takes). An isolated change of that kind is
+// applied at once: the quiet period is there to fold reloads, and there
+// is none to fold. A change that comes within two quiet periods of the
+// last apply is part of a burst and waits as any other. Cheap is called
+// from the loop's goroutine, like Apply.
+type CheapApplier interface {
+	Cheap(t routing.Table) bool
+}
+
+// cheapCheckBudget bounds what the early table build may cost: past it
+// (tens of thousands of containers) every change waits for the quiet
+// period again, rather than pay for a build per event.
+const cheapCheckBudget = 20 * time.Millisecond
+
 // Options tune the loop. Zero values take the documented defaults.
 type Options struct {
 	// Quiet is how long the loop waits for more changes after one arrives
@@ -80,6 +96,13 @@ type Controller struct {
 type pending struct {
 	snap docker.Snapshot
 	at   time.Time
+	// built is snap's table, when the loop built it early (CheapApplier).
+	built *built
+}
+
+type built struct {
+	table    routing.Table
+	problems []routing.Problem
 }
 
 // New returns a controller that applies tables to driver.
@@ -137,7 +160,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		// churn counts batches in a row that began soon after an apply.
 		churn     int
 		lastApply time.Time
+		// buildCost is how long the last early build took.
+		buildCost time.Duration
+		// calm is whether the batch began at least two quiet periods
+		// after the last apply: not in the middle of a burst.
+		calm bool
 	)
+	cheap, _ := c.driver.(CheapApplier)
 	for {
 		var fire <-chan time.Time
 		if next != nil {
@@ -148,6 +177,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case p := <-c.mailbox:
 			if next == nil {
+				calm = lastApply.IsZero() || time.Since(lastApply) >= 2*c.opts.Quiet
 				deadline = time.Now().Add(c.opts.MaxWait)
 				if !lastApply.IsZero() && time.Since(lastApply) < c.opts.MaxWait {
 					churn++
@@ -162,6 +192,17 @@ func (c *Controller) Run(ctx context.Context) error {
 			if c.takesLiveBackend(p.snap) {
 				wait = c.opts.Quiet
 				deadline = minTime(deadline, time.Now().Add(c.opts.Quiet))
+			}
+			// Only a lone change: in a burst, folding still saves a
+			// validation of the file per change.
+			if cheap != nil && wait > 0 && calm && buildCost < cheapCheckBudget {
+				start := time.Now()
+				table, problems := discovery.Build(p.snap, c.discovery)
+				buildCost = time.Since(start)
+				next.built = &built{table: table, problems: problems}
+				if cheap.Cheap(table) {
+					wait = 0
+				}
 			}
 			wait = min(wait, time.Until(deadline))
 			quiet = time.After(max(wait, 0))
@@ -240,7 +281,13 @@ func (c *Controller) quietFor(churn int) time.Duration {
 // reconcile builds the table for p and applies it when it changed,
 // reporting whether it called the driver.
 func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
-	table, problems := discovery.Build(p.snap, c.discovery)
+	var table routing.Table
+	var problems []routing.Problem
+	if p.built != nil {
+		table, problems = p.built.table, p.built.problems
+	} else {
+		table, problems = discovery.Build(p.snap, c.discovery)
+	}
 	hash := table.Hash()
 
 	c.mu.Lock()

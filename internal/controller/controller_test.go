@@ -323,3 +323,88 @@ func TestStoppingBackendSkipsTheStretchedQuiet(t *testing.T) {
 		}
 	})
 }
+
+// cheapDriver takes a table without a reload when its hosts are those of
+// the last one applied: a backend-only change, as haproxy's Runtime API.
+type cheapDriver struct {
+	fakeDriver
+	asked int
+}
+
+func (d *cheapDriver) Cheap(t routing.Table) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.asked++
+	if len(d.applied) == 0 {
+		return false
+	}
+	last := d.applied[len(d.applied)-1]
+	if len(last.Hosts) != len(t.Hosts) {
+		return false
+	}
+	for i := range t.Hosts {
+		if last.Hosts[i].Name != t.Hosts[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCheapChangeSkipsTheQuiet: an isolated change the driver takes
+// without a reload applies at once; a structural one waits for the quiet
+// period, and so does a cheap one under churn, where folding still saves
+// work.
+func TestCheapChangeSkipsTheQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &cheapDriver{}
+		c, cancel := start(t, d, Options{Quiet: 100 * time.Millisecond, MaxWait: time.Second})
+		defer cancel()
+		a1, a2, a3 := web("a1", "a.example.com", 30001), web("a2", "a.example.com", 30002), web("a3", "a.example.com", 30004)
+		b := web("b", "b.example.com", 30003)
+
+		c.Update(snap(a1))
+		synctest.Wait()
+		if n := d.count(); n != 0 {
+			t.Fatalf("the first table applied at once (%d); nothing is live to compare with, so it should wait", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if n := d.count(); n != 1 {
+			t.Fatalf("applied %d times after the quiet period, want 1", n)
+		}
+
+		time.Sleep(200 * time.Millisecond) // two quiet periods: the next change is a lone one
+		c.Update(snap(a1, a2))
+		synctest.Wait()
+		if n := d.count(); n != 2 {
+			t.Fatalf("a lone backend-only change: applied %d times at once, want 2", n)
+		}
+
+		// Right after that apply: a burst, so a cheap change is folded.
+		c.Update(snap(a1, a2, a3))
+		synctest.Wait()
+		if n := d.count(); n != 2 {
+			t.Fatalf("a cheap change under churn applied at once (%d applies)", n)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := d.count(); n != 3 {
+			t.Fatalf("applied %d times after the stretched quiet, want 3", n)
+		}
+
+		time.Sleep(2 * time.Second)
+		c.Update(snap(a1, a2, a3, b))
+		synctest.Wait()
+		if n := d.count(); n != 3 {
+			t.Fatalf("a structural change applied at once (%d applies)", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if n := d.count(); n != 4 {
+			t.Fatalf("applied %d times after the quiet period, want 4", n)
+		}
+		if d.asked == 0 {
+			t.Error("Cheap was never asked")
+		}
+	})
+}

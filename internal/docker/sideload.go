@@ -90,6 +90,15 @@ type Sideload struct {
 	reloaded bool
 	stats    SideloadStats
 	kick     chan struct{}
+	// hostnames caches each target's host name (Targets), by ID.
+	hostnames map[string]string
+}
+
+// SideloadTarget is a running proxy container.
+type SideloadTarget struct {
+	ID, Name string
+	// Hostname is the container's host name (its HOSTNAME variable).
+	Hostname string
 }
 
 // NewSideload returns a Sideload that talks to the engine through cli.
@@ -110,7 +119,8 @@ func NewSideload(cli *client.Client, opts SideloadOptions) *Sideload {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sideload{cli: cli, opts: opts, log: log, targets: map[string]string{}, current: map[string]bool{}, kick: make(chan struct{}, 1)}
+	return &Sideload{cli: cli, opts: opts, log: log, targets: map[string]string{}, current: map[string]bool{}, kick: make(chan struct{}, 1),
+		hostnames: map[string]string{}}
 }
 
 // Observe records the proxy containers running in snap and schedules a
@@ -131,6 +141,11 @@ func (s *Sideload) Observe(snap Snapshot) {
 	}
 	s.targets = next
 	s.stats.Targets = len(next)
+	for id := range s.hostnames {
+		if _, ok := next[id]; !ok {
+			delete(s.hostnames, id)
+		}
+	}
 	if s.reloaded && len(s.newcomersLocked()) > 0 {
 		select {
 		case s.kick <- struct{}{}:
@@ -269,6 +284,48 @@ func (s *Sideload) Reload(ctx context.Context, files map[string][]byte) error {
 	}
 	s.mu.Lock()
 	s.stats.LastError = ""
+	s.mu.Unlock()
+	return nil
+}
+
+// Targets returns the running proxy containers of the last snapshot,
+// sorted by ID, with their host names (inspected once per container).
+func (s *Sideload) Targets(ctx context.Context) ([]SideloadTarget, error) {
+	s.mu.Lock()
+	out := make([]SideloadTarget, 0, len(s.targets))
+	for _, id := range slices.Sorted(maps.Keys(s.targets)) {
+		out = append(out, SideloadTarget{ID: id, Name: s.targets[id], Hostname: s.hostnames[id]})
+	}
+	s.mu.Unlock()
+	for i, t := range out {
+		if t.Hostname != "" {
+			continue
+		}
+		res, err := s.cli.ContainerInspect(ctx, t.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("proxy container %s: inspect: %w", t.Name, err)
+		}
+		if res.Container.Config == nil || res.Container.Config.Hostname == "" {
+			return nil, fmt.Errorf("proxy container %s: no host name", t.Name)
+		}
+		out[i].Hostname = res.Container.Config.Hostname
+		s.mu.Lock()
+		if _, ok := s.targets[t.ID]; ok {
+			s.hostnames[t.ID] = out[i].Hostname
+		}
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
+// Signal sends sig to the proxy container id: a reload the caller manages
+// itself (haproxy's SIGUSR2). It does not wait for others' Reload.
+func (s *Sideload) Signal(ctx context.Context, id, sig string) error {
+	if _, err := s.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: sig}); err != nil {
+		return fmt.Errorf("send %s: %w", sig, err)
+	}
+	s.mu.Lock()
+	s.stats.Signals++
 	s.mu.Unlock()
 	return nil
 }
@@ -448,13 +505,7 @@ func (s *Sideload) exec(ctx context.Context, id string, cmd []string) (int, stri
 }
 
 func (s *Sideload) signal(ctx context.Context, id string) error {
-	if _, err := s.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: s.opts.Signal}); err != nil {
-		return fmt.Errorf("send %s: %w", s.opts.Signal, err)
-	}
-	s.mu.Lock()
-	s.stats.Signals++
-	s.mu.Unlock()
-	return nil
+	return s.Signal(ctx, id, s.opts.Signal)
 }
 
 // waitReady polls the container's processes until one shows Ready.

@@ -74,7 +74,7 @@ func TestSideloadCopyCheckReload(t *testing.T) {
 	if err := s.Reload(ctx, map[string][]byte{sideloadConf: sideloadConfig("v0")}); err != nil {
 		t.Fatalf("Reload with no container = %v, want nil", err)
 	}
-	p1 := e.RunNginx(t, testenv.NginxSpec{Name: "p1", Labels: labels, Ports: []uint16{80}})
+	p1 := e.RunNginx(t, testenv.ProxySpec{Name: "p1", Labels: labels, Ports: []uint16{80}})
 	answers(t, p1.Ports[80], "no configuration yet")
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -99,7 +99,7 @@ func TestSideloadCopyCheckReload(t *testing.T) {
 	}
 	answers(t, p1.Ports[80], "v1")
 
-	p2 := e.RunNginx(t, testenv.NginxSpec{Name: "p2", Labels: labels, Ports: []uint16{80}})
+	p2 := e.RunNginx(t, testenv.ProxySpec{Name: "p2", Labels: labels, Ports: []uint16{80}})
 	observe()
 	answers(t, p2.Ports[80], "v1")
 	if st := s.Stats(); st.Targets != 2 || st.Signals < 3 || st.LastError != "" {

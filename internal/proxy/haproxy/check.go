@@ -24,7 +24,8 @@ type CheckResult struct {
 // nested context roots, a rewrite, websocket endpoints, every balance
 // algorithm, backend options, a health check, TLS with the default and a
 // named certificate, an ssl_only redirect, backends over TLS with and
-// without verification, a tcp route and a route without backends.
+// without verification, a tcp route, a route without backends, a default
+// host, a redirecting host and a sticky cookie.
 func SampleTable() routing.Table {
 	b := func(addrs ...string) []routing.Backend {
 		var out []routing.Backend
@@ -34,7 +35,7 @@ func SampleTable() routing.Table {
 		return out
 	}
 	t := routing.Table{Hosts: []routing.Host{
-		{Name: "web.example.com", Aliases: []string{"www.example.com"}, Routes: []routing.Route{
+		{Name: "web.example.com", Aliases: []string{"www.example.com"}, Default: true, Routes: []routing.Route{
 			{Path: "/", Backends: b("127.0.0.1:32768", "127.0.0.1:32769"),
 				HealthCheck: &routing.HealthCheck{Path: "/healthz", Interval: 2 * time.Second}},
 			{Path: "/api", StripPath: true, Balance: routing.LeastConn, WebSocketPaths: []string{"/api/ws"},
@@ -42,7 +43,8 @@ func SampleTable() routing.Table {
 			{Path: "/api/v2", Balance: routing.Random, Backends: b("[::1]:32771")},
 			{Path: "/empty"},
 		}},
-		{Name: "sticky.example.com", Routes: []routing.Route{{Path: "/", Balance: routing.Source, Backends: b("127.0.0.1:32772")}}},
+		{Name: "sticky.example.com", Routes: []routing.Route{{Path: "/", Balance: routing.Source, StickyCookie: "SID", Backends: b("127.0.0.1:32772", "127.0.0.1:32776")}}},
+		{Name: "old.example.com", RedirectTo: "https://web.example.com"},
 		{Name: "secure.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{
 			{Path: "/", BackendTLS: &routing.BackendTLS{Verify: true}, Backends: b("127.0.0.1:32773")},
 		}},

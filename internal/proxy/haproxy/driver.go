@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -27,6 +28,12 @@ const (
 	// child, reloads it through the master CLI, restarts it with backoff
 	// if it dies and stops it gracefully on Close.
 	Supervise Mode = "supervise"
+	// Volume: side-loaded HAProxy containers (Options.Containers) that
+	// mount the state directory at the same path and run
+	// "haproxy -W -db -f CONFIG". Validation uses the local haproxy; each
+	// container has its own admin socket and server-state file there,
+	// named by its host name; a reload is SIGUSR2 to each container.
+	Volume Mode = "volume"
 )
 
 // Options configure a Driver. Zero values take the documented defaults.
@@ -56,8 +63,10 @@ type Options struct {
 	// Binary is the haproxy executable (PATH is searched). Default
 	// "haproxy".
 	Binary string
-	// Mode is where HAProxy runs; "" means Supervise, the only mode so far.
+	// Mode is where HAProxy runs; "" means Supervise.
 	Mode Mode
+	// Containers reaches the proxy containers (Volume).
+	Containers Containers
 	// DrainTimeout is how long a server that left the table may finish its
 	// connections (in drain state) before they are cut; also HAProxy's
 	// hard-stop-after for old workers after a reload. Default 30s.
@@ -107,9 +116,10 @@ type Driver struct {
 	opts     Options
 	tmpl     *Template
 	settings Settings
-	sup      *supervisor
-	api      runtimeAPI
-	log      *slog.Logger
+	run      runner
+	// sup is the supervised HAProxy (Supervise), nil otherwise.
+	sup *supervisor
+	log *slog.Logger
 
 	// mu serializes Apply, the drain reaper and Close, and guards what
 	// follows.
@@ -118,8 +128,11 @@ type Driver struct {
 	// apply, and reset when a reload fails.
 	live     *live
 	draining map[serverKey]*drain
-	stats    Stats
-	closed   bool
+	// known are the instances (by id) that served at the last reload;
+	// one that is new takes a reload before any Runtime API change.
+	known  map[string]bool
+	stats  Stats
+	closed bool
 	// reaper is the drain goroutine, started with the first drain.
 	reaper     sync.Once
 	reaperStop context.CancelFunc
@@ -141,8 +154,13 @@ type live struct {
 }
 
 type liveBackend struct {
-	opts    []string
-	check   bool
+	opts  []string
+	check bool
+	// sticky: the backend has a sticky cookie (Backend.Cookie); its new
+	// servers need a reload (HAProxy 2.6 cannot give a server added at run
+	// time its cookie value), and leaving ones go to maintenance, not
+	// drain, which would still take their pinned clients.
+	sticky  bool
 	servers map[string]Server
 }
 
@@ -174,37 +192,51 @@ func New(opts Options) (*Driver, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	switch opts.Mode {
-	case Supervise, "":
-		opts.Mode = Supervise
-	default:
-		return nil, fmt.Errorf("haproxy: unknown mode %q; want %s", opts.Mode, Supervise)
-	}
-	admin, masterSock := filepath.Join(opts.StateDir, "admin.sock"), filepath.Join(opts.StateDir, "master.sock")
-	for _, p := range []string{admin, masterSock} {
-		if len(p) >= 104 {
-			return nil, fmt.Errorf("haproxy: socket path %s is %d bytes; unix sockets take at most 103, so choose a shorter state directory", p, len(p))
-		}
-	}
-	if strings.ContainsAny(masterSock, ", \t\n") {
-		return nil, fmt.Errorf("haproxy: state directory %q must not hold commas or spaces (the master CLI argument is comma-separated)", opts.StateDir)
-	}
 	log := opts.Logger.With("driver", "haproxy")
 	d := &Driver{
 		opts: opts, tmpl: opts.Template, log: log,
-		api:      runtimeAPI{socket{admin}},
 		draining: map[serverKey]*drain{},
 		wake:     make(chan struct{}, 1),
 		settings: Settings{
 			HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, TCPAddr: opts.TCPAddr, StatsAddr: opts.StatsAddr,
 			CertDir: opts.CertDir, Profile: opts.Profile,
 			DefaultCert: filepath.Join(opts.StateDir, defaultCertName), BundleDir: filepath.Join(opts.StateDir, "certs"),
-			AdminSocket: admin, StateFile: filepath.Join(opts.StateDir, "servers.state"),
 			HardStopAfter: opts.DrainTimeout, CertMissing: unreadable,
 		},
 	}
-	d.sup = newSupervisor(opts.Binary, opts.ConfigPath, masterSock, admin, log)
-	d.sup.restarted = d.restarted
+	switch opts.Mode {
+	case Supervise, "":
+		d.opts.Mode = Supervise
+		admin, masterSock := filepath.Join(opts.StateDir, "admin.sock"), filepath.Join(opts.StateDir, "master.sock")
+		for _, p := range []string{admin, masterSock} {
+			if len(p) >= 104 {
+				return nil, fmt.Errorf("haproxy: socket path %s is %d bytes; unix sockets take at most 103, so choose a shorter state directory", p, len(p))
+			}
+		}
+		if strings.ContainsAny(masterSock, ", \t\n") {
+			return nil, fmt.Errorf("haproxy: state directory %q must not hold commas or spaces (the master CLI argument is comma-separated)", opts.StateDir)
+		}
+		d.settings.AdminSocket, d.settings.StateFile = admin, filepath.Join(opts.StateDir, "servers.state")
+		d.sup = newSupervisor(opts.Binary, opts.ConfigPath, masterSock, admin, log)
+		d.sup.restarted = d.restarted
+		d.run = supervised{d.sup, d.settings.StateFile}
+	case Volume:
+		if opts.Containers == nil {
+			return nil, errors.New("haproxy: mode volume needs the Docker side (Containers)")
+		}
+		// Docker's default host name is the ID's first 12 characters.
+		if p := adminSocketFor(opts.StateDir, strings.Repeat("h", 12)); len(p) >= 104 {
+			return nil, fmt.Errorf("haproxy: state directory %s is too long: a container's admin socket there takes %d bytes, over the 103 a unix socket takes", opts.StateDir, len(p))
+		}
+		if strings.ContainsAny(opts.StateDir, "$\\\"") {
+			return nil, fmt.Errorf("haproxy: state directory %q must not hold '$', '\\' or '\"' (the containers' paths are double-quoted in the file)", opts.StateDir)
+		}
+		d.settings.AdminSocket = adminSocketFor(opts.StateDir, InstanceVar)
+		d.settings.StateFile = stateFileFor(opts.StateDir, InstanceVar)
+		d.run = &containerRunner{c: opts.Containers, dir: opts.StateDir, log: log}
+	default:
+		return nil, fmt.Errorf("haproxy: unknown mode %q; want %s or %s", opts.Mode, Supervise, Volume)
+	}
 	return d, nil
 }
 
@@ -221,6 +253,15 @@ func (d *Driver) Render(t routing.Table) ([]byte, View, error) {
 	conf, err := d.tmpl.Render(v)
 	if err != nil {
 		return nil, View{}, fmt.Errorf("haproxy: %w", err)
+	}
+	if d.opts.Mode == Volume {
+		// Without it every container would bind the same literal path,
+		// and Interlock would reach none of them.
+		for _, p := range []string{d.settings.AdminSocket, d.settings.StateFile} {
+			if !bytes.Contains(conf, []byte(`"`+p+`"`)) {
+				return nil, View{}, fmt.Errorf("haproxy: template %s does not render %q double-quoted; with --haproxy-target containers, write {{path .Global.AdminSocket}} and {{path .Global.StateFile}}", d.tmpl.Source, p)
+			}
+		}
 	}
 	return conf, v, nil
 }
@@ -248,7 +289,7 @@ func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
 		return d.fail(errors.New("haproxy: driver is closed"))
 	}
 	hash, shape := t.Hash(), tableShape(t)
-	running := d.sup.running()
+	running := d.run.running()
 	if d.live != nil && running && d.live.fileCurrent && hash == d.live.hash {
 		d.stats.Unchanged++
 		d.stats.LastError = ""
@@ -271,6 +312,16 @@ func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
 	}
 	d.succeed(view, conf)
 	return nil
+}
+
+// Cheap reports whether Apply would put t live over the Runtime API alone,
+// without a reload (controller.CheapApplier): HAProxy serves, and t
+// differs from the live table in its backends only. (Apply may still fall
+// back to a reload, for a backend named by a host name.)
+func (d *Driver) Cheap(t routing.Table) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.live != nil && !d.closed && d.run.running() && tableShape(t) == d.live.shape
 }
 
 // afterRuntime renders the file for a table whose backends the Runtime API
@@ -358,11 +409,11 @@ func (d *Driver) reload(ctx context.Context, conf []byte, v View, hash, shape st
 	if err := d.putFile(ctx, conf, v); err != nil {
 		return err
 	}
-	if d.sup.running() {
+	if d.run.running() {
 		if err := d.saveState(ctx); err != nil {
 			d.log.Warn("server state not saved; health and admin states restart from the file", "error", err)
 		}
-		if err := d.sup.reload(ctx); err != nil {
+		if err := d.run.reload(ctx); err != nil {
 			d.live = nil // what runs is unknown now: the next apply reloads
 			return fmt.Errorf("haproxy: %s is live but HAProxy was not reloaded: %w", d.opts.ConfigPath, err)
 		}
@@ -373,16 +424,22 @@ func (d *Driver) reload(ctx context.Context, conf []byte, v View, hash, shape st
 		if _, err := os.Stat(d.settings.StateFile); errors.Is(err, os.ErrNotExist) {
 			_ = atomicfile.Write(d.settings.StateFile, []byte("1\n"), 0o600)
 		}
-		if err := d.sup.start(ctx); err != nil {
+		if err := d.run.start(ctx); err != nil {
 			d.live = nil
 			return fmt.Errorf("haproxy: %w", err)
+		}
+	}
+	d.known = map[string]bool{}
+	if ins, err := d.run.instances(ctx); err == nil {
+		for _, in := range ins {
+			d.known[in.id] = true
 		}
 	}
 	// The new worker knows only the file: servers draining in the old one
 	// finish there (bounded by hard-stop-after).
 	clear(d.draining)
 	d.stats.Draining = 0
-	d.stats.Starts = d.sup.startCount()
+	d.stats.Starts = d.run.startCount()
 	d.stats.LastReload = time.Now()
 	d.live = &live{hash: hash, shape: shape, view: viewShape(v), fileCurrent: true, backends: liveBackends(v)}
 	return nil
@@ -427,19 +484,30 @@ func (d *Driver) prepare(v View) error {
 	return nil
 }
 
-// saveState dumps the servers' state for the next worker to load.
+// saveState dumps each instance's servers' state for its next worker to
+// load.
 func (d *Driver) saveState(ctx context.Context) error {
-	st, err := d.api.serversState(ctx)
+	ins, err := d.run.instances(ctx)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(d.settings.StateFile, []byte(st), 0o600)
+	var errs []error
+	for _, in := range ins {
+		st, err := in.api.serversState(ctx)
+		if err == nil {
+			err = atomicfile.Write(in.state, []byte(st), 0o600)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", in.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func liveBackends(v View) map[string]liveBackend {
 	m := make(map[string]liveBackend, len(v.Backends))
 	for _, b := range v.Backends {
-		lb := liveBackend{opts: b.ServerOptions, check: b.Check != nil, servers: make(map[string]Server, len(b.Servers))}
+		lb := liveBackend{opts: b.ServerOptions, check: b.Check != nil, sticky: b.Cookie != nil, servers: make(map[string]Server, len(b.Servers))}
 		for _, s := range b.Servers {
 			lb.servers[s.Name] = s
 		}
@@ -460,7 +528,7 @@ func (d *Driver) restarted() {
 	}
 	clear(d.draining)
 	d.stats.Draining = 0
-	d.stats.Starts = d.sup.startCount()
+	d.stats.Starts = d.run.startCount()
 }
 
 // Stats returns the driver's counters.
@@ -469,13 +537,16 @@ func (d *Driver) Stats() Stats {
 	defer d.mu.Unlock()
 	s := d.stats
 	s.Skipped = slices.Clone(s.Skipped)
-	s.Starts = d.sup.startCount()
+	s.Starts = d.run.startCount()
 	return s
 }
 
 // Proc returns HAProxy's own view of its processes (master CLI "show
 // proc"): its reload count, and the current and old workers.
 func (d *Driver) Proc(ctx context.Context) (Proc, error) {
+	if d.sup == nil {
+		return Proc{}, fmt.Errorf("haproxy: mode %s has no master CLI of Interlock's", d.opts.Mode)
+	}
 	return d.sup.master.showProc(ctx)
 }
 
@@ -490,5 +561,5 @@ func (d *Driver) Close(ctx context.Context) error {
 		stop()
 		<-done
 	}
-	return d.sup.close(ctx)
+	return d.run.close(ctx)
 }

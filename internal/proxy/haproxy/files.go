@@ -39,6 +39,11 @@ func Validate(ctx context.Context, bin, file string) error {
 	if err == nil {
 		return nil
 	}
+	// A killed check says nothing about the file: report why it was
+	// killed, not a rejection.
+	if ctx.Err() != nil {
+		return fmt.Errorf("haproxy -c %s: not finished: %w", file, context.Cause(ctx))
+	}
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) {
 		return fmt.Errorf("haproxy -c: run %s: %w", bin, err)

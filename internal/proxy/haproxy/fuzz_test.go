@@ -125,6 +125,7 @@ var keywords = []string{
 	"ssl-default-bind-options", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-curves",
 	"mode", "option", "timeout", "retries", "default-server", "load-server-state-from-file", "bind", "http-request",
 	"acl", "use_backend", "default_backend", "tcp-request", "balance", "hash-type", "http-check", "http-error", "server",
+	"cookie", "http-after-response",
 }
 
 // checkStructure is FuzzRender's oracle; see there.
@@ -172,6 +173,8 @@ func checkStructure(conf []byte, v View) error {
 			switch {
 			case len(words) == 4 && words[2] == "if":
 			case len(words) == 20 && words[2] == "if" && words[4] == "{" && words[10] == "}" && words[11] == "||" && words[13] == "{" && words[19] == "}":
+			// the default host's path rules, without its ACL
+			case len(words) == 18 && words[2] == "if" && words[3] == "{" && words[9] == "}" && words[10] == "||" && words[11] == "{" && words[17] == "}":
 			case len(words) >= 9 && words[3] == "{" && words[4] == "req.ssl_sni,lower" && words[len(words)-1] == "}":
 				for _, h := range words[8 : len(words)-1] {
 					if !isHostname(h) {
@@ -191,16 +194,39 @@ func checkStructure(conf []byte, v View) error {
 			if comment != "" && containerName(strings.TrimSpace(strings.TrimPrefix(comment, "#"))) == "" {
 				return fmt.Errorf("line %d: server comment %q is not a container name", n, comment)
 			}
+		case "default_backend":
+			if len(words) != 2 {
+				return fmt.Errorf("line %d: default_backend of another shape: %q", n, line)
+			}
+		case "cookie":
+			// cookie NAME insert httponly attr SameSite=Lax [attr Path=PATH]
+			if !(len(words) == 6 || len(words) == 8 && words[6] == "attr" && strings.HasPrefix(words[7], "Path=/") && !strings.Contains(words[7], ";")) ||
+				words[2] != "insert" || words[3] != "httponly" || words[4] != "attr" || words[5] != "SameSite=Lax" {
+				return fmt.Errorf("line %d: cookie of another shape: %q", n, line)
+			}
 		case "http-request":
 			if len(words) > 1 && words[1] == "replace-path" && len(words) != 4 {
 				return fmt.Errorf("line %d: replace-path of another shape: %q", n, line)
+			}
+			if len(words) > 2 && words[1] == "redirect" && words[2] == "prefix" {
+				// http-request redirect prefix TO code 301 if METH_GET, or code 308
+				ok := false
+				for _, rd := range v.Redirects {
+					ok = ok || words[3] == rd.To
+				}
+				if !ok || !(len(words) == 8 && words[5] == "301" && words[6] == "if" && words[7] == "METH_GET" || len(words) == 6 && words[5] == "308") {
+					return fmt.Errorf("line %d: redirect of another shape or target: %q", n, line)
+				}
 			}
 			if len(words) > 1 && words[1] == "set-timeout" && (len(words) != 20 || words[5] != "{" || words[11] != "}" || words[12] != "||" || words[19] != "}") {
 				return fmt.Errorf("line %d: set-timeout of another shape (%d words): %q", n, len(words), line)
 			}
 		}
 	}
-	want := 1 + len(v.Backends) + 1 // no-route + backends + http
+	want := 1 + len(v.Backends) + len(v.Redirects) + 1 // no-route + backends + redirects + http
+	if v.HTTPDefault != nil && v.HTTPDefault.Redirect {
+		want++ // interlock_https_redirect
+	}
 	if v.TLS.Enabled {
 		want++
 	}
@@ -272,4 +298,52 @@ func tokenize(line string) (words []string, comment string, err error) {
 		words = append(words, cur.String())
 	}
 	return words, "", nil
+}
+
+// FuzzRenderSwarm is FuzzRender for the Swarm fields: the default host, a
+// redirect target and a sticky cookie name, next to a host that serves.
+// Either NewView refuses the table, or it renders with the template's
+// structure and no value adds a line, a word or a comment.
+func FuzzRenderSwarm(f *testing.F) {
+	seeds := [][4]string{
+		{"old.example.com", "https://new.example.com", "SESSION", "/"},
+		{"a.test", "http://b.test:8443", "-cart.id_v2", "/cart.v2"},
+		{"a.test", "https://b.test/%[src]", "x;y", "/a"},
+		{"a.test", "https://b.test:0", "a b", "/a b"},
+		{"a.test", "https://b.test code 302 if TRUE", "SID' attr 'Domain=evil", "/"},
+		{"a.test", "javascript:alert(1)", "SID\nserver x 1.2.3.4:80", "/"},
+		{"a.test", "https://user@b.test", "", "/%0A"},
+	}
+	for _, s := range seeds {
+		f.Add(s[0], s[1], s[2], s[3], true, false, false)
+		f.Add(s[0], s[1], s[2], s[3], false, true, true)
+	}
+	tmpl, err := LoadTemplate("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, host, to, cookie, path string, dflt, tlsOn, only bool) {
+		redirecting := routing.Host{Name: host, RedirectTo: to, Default: dflt && !only}
+		serving := routing.Host{Name: "shop.test", Default: dflt && only, Routes: []routing.Route{
+			{Path: path, StickyCookie: cookie, Backends: []routing.Backend{{Address: "127.0.0.1:9"}, {Address: "[::1]:9"}}},
+			{Path: "/fixed", StickyCookie: cookie, Backends: []routing.Backend{{Address: "127.0.0.1:10"}}}}}
+		if tlsOn {
+			redirecting.TLS = &routing.TLS{Only: only}
+			serving.TLS = &routing.TLS{Only: only}
+		}
+		tb := routing.Table{Hosts: []routing.Host{redirecting, serving,
+			{Name: "plain.test", Routes: []routing.Route{{Path: "/app", Backends: []routing.Backend{{Address: "127.0.0.1:11"}}}}}}}
+		tb.Normalize()
+		v, err := NewView(tb, goldenSettings("/var/lib/interlock"))
+		if err != nil {
+			return // refused: fine
+		}
+		conf, err := tmpl.Render(v)
+		if err != nil {
+			t.Fatalf("NewView accepted a table the template refuses: %v", err)
+		}
+		if err := checkStructure(conf, v); err != nil {
+			t.Fatalf("%v\n%s", err, conf)
+		}
+	})
 }

@@ -52,6 +52,36 @@ func goldenCases(t testing.TB) []goldenCase {
 	}
 	return []goldenCase{
 		{name: "empty", table: table()},
+		// Swarm: com.docker.lb.default_backend, redirects, sticky_session_cookie.
+		{name: "default_host", table: table(
+			routing.Host{Name: "fallback.example.com", Default: true, Routes: []routing.Route{
+				{Path: "/", Backends: be("127.0.0.1:32768")}, {Path: "/api", Backends: be("127.0.0.1:32769")}}},
+			routing.Host{Name: "app.example.com", Routes: []routing.Route{{Path: "/app", Backends: be("127.0.0.1:32770")}}},
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32771")}))},
+		{name: "default_host_no_root_route", table: table(
+			routing.Host{Name: "fallback.example.com", Default: true, Routes: []routing.Route{{Path: "/api", Backends: be("127.0.0.1:32768")}}},
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32771")}))},
+		{name: "default_host_tls", table: table(
+			routing.Host{Name: "fallback.example.com", Default: true, TLS: &routing.TLS{}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			routing.Host{Name: "secure.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{{Path: "/app", Backends: be("127.0.0.1:32769")}}},
+			routing.Host{Name: "plain.example.com", Aliases: []string{"www.plain.example.com"}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}})},
+		{name: "default_host_ssl_only", table: table(
+			routing.Host{Name: "fallback.example.com", Default: true, TLS: &routing.TLS{Only: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			web(routing.Route{Path: "/app", Backends: be("127.0.0.1:32771")}))},
+		{name: "default_host_redirect", table: table(
+			routing.Host{Name: "old.example.com", Default: true, RedirectTo: "https://new.example.com"},
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32771")}))},
+		{name: "redirect", table: table(
+			routing.Host{Name: "old.example.com", Aliases: []string{"www.old.example.com"}, RedirectTo: "https://new.example.com:8443"},
+			routing.Host{Name: "www.example.com", RedirectTo: "http://example.com"},
+			routing.Host{Name: "example.com", Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		{name: "redirect_tls", table: table(routing.Host{Name: "old.example.com", TLS: &routing.TLS{}, RedirectTo: "https://new.example.com"})},
+		{name: "sticky_cookie", table: table(routing.Host{Name: "shop.example.com", Routes: []routing.Route{
+			{Path: "/", StickyCookie: "SESSION", Backends: be("10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080")},
+			{Path: "/cart.v2", StripPath: true, StickyCookie: "-cart.id", Balance: routing.Source, Backends: be("10.0.0.4:8080", "[fd00::5]:8080")},
+			{Path: "/empty", StickyCookie: "SESSION"}}})},
+		{name: "sticky_cookie_tcp_ignored", table: table(routing.Host{Name: "db.example.com", Routes: []routing.Route{
+			{Path: "/", Protocol: routing.TCP, StickyCookie: "SID", Backends: be("127.0.0.1:5432")}}})},
 		{name: "hostname", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")}))},
 		{name: "round_robin_backends", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32770", "127.0.0.1:32768", "127.0.0.1:32769")}))},
 		{name: "alias_domain", table: table(routing.Host{Name: "web.example.com", Aliases: []string{"www.example.com", "example.com"},
@@ -103,6 +133,13 @@ func goldenCases(t testing.TB) []goldenCase {
 		{name: "stats_and_ipv6_listen", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
 			settings: func(s *Settings) { s.HTTPAddr, s.StatsAddr = "[::1]:8080", "[::1]:8404" }},
 		{name: "sample", table: SampleTable()},
+		// Side-loaded containers: each expands its own admin socket and
+		// server-state file from its HOSTNAME.
+		{name: "containers", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
+			settings: func(s *Settings) {
+				dir := filepath.Dir(s.AdminSocket)
+				s.AdminSocket, s.StateFile = adminSocketFor(dir, InstanceVar), stateFileFor(dir, InstanceVar)
+			}},
 	}
 }
 

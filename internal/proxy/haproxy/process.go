@@ -143,7 +143,7 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 			killGroup(cmd.Process)
 			<-exited
 			s.proc = nil
-			return fmt.Errorf("haproxy did not start serving within %v: %w (output: %s)", startTimeout, ctx.Err(), s.tailText())
+			return waitError(ctx, "haproxy start", startTimeout, s.tailText())
 		case <-time.After(pollEvery):
 		}
 	}
@@ -190,10 +190,20 @@ func (s *supervisor) reload(ctx context.Context) error {
 		case <-s.exited:
 			return fmt.Errorf("haproxy exited during a reload: %s", s.tailText())
 		case <-ctx.Done():
-			return fmt.Errorf("haproxy reload: no new worker within %v: %w (output: %s)", reloadTimeout, ctx.Err(), s.tailText())
+			return waitError(ctx, "haproxy reload", reloadTimeout, s.tailText())
 		case <-time.After(pollEvery):
 		}
 	}
+}
+
+// waitError says why a wait for a new worker ended early: the time limit
+// passed (HAProxy's output then says why it did not serve), or Interlock
+// gave up on it (stopping), which says nothing about HAProxy.
+func waitError(ctx context.Context, what string, limit time.Duration, output string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no new worker served within %v (output: %s)", what, limit, output)
+	}
+	return fmt.Errorf("%s: interrupted before a new worker served: %w", what, context.Cause(ctx))
 }
 
 // newWorker returns a pid of now that is not in before, or 0.

@@ -21,6 +21,11 @@ import (
 //	            quote inside); refuses control bytes. Inside single
 //	            quotes HAProxy interprets nothing: no escapes, no
 //	            variables, no comments
+//	path S      a file path: as quote does, unless S holds ${HOSTNAME}
+//	            (the per-container sockets and state files of side-loaded
+//	            containers), which HAProxy expands only inside double
+//	            quotes: then S double-quoted, refusing any other '$',
+//	            '\', '"' or control byte
 //	hostnames L each element of L when it is a lowercase host name,
 //	            joined by spaces
 //	ms D        the time.Duration D as whole milliseconds (HAProxy's
@@ -34,6 +39,7 @@ func Funcs() template.FuncMap {
 		"words":     words,
 		"name":      name,
 		"quote":     quote,
+		"path":      path,
 		"hostnames": hostnames,
 		"ms":        ms,
 		"join":      strings.Join,
@@ -124,6 +130,29 @@ func quote(s string) (string, error) {
 	}
 	b.WriteByte('\'')
 	return b.String(), nil
+}
+
+// InstanceVar stands, in a path, for the HAProxy instance that reads the
+// file: HAProxy replaces it with its HOSTNAME environment variable, which
+// Docker sets to the container's host name. Side-loaded containers share
+// one file but each needs its own admin socket and server-state file.
+const InstanceVar = "${HOSTNAME}"
+
+// path renders a file path for the file: single-quoted (nothing
+// interpreted), or, when it holds InstanceVar, double-quoted so that HAProxy
+// expands that variable and nothing else.
+func path(s string) (string, error) {
+	if !strings.Contains(s, InstanceVar) {
+		return quote(s)
+	}
+	rest := strings.ReplaceAll(s, InstanceVar, "")
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c < 0x20 || c == 0x7f || c == '$' || c == '\\' || c == '"' {
+			return "", fmt.Errorf("path: %q holds %q, which HAProxy would interpret inside double quotes", s, c)
+		}
+	}
+	return `"` + s + `"`, nil
 }
 
 // hostnames returns the names joined by spaces when each is a lowercase

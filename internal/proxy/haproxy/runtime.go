@@ -129,6 +129,12 @@ func (r runtimeAPI) addServer(ctx context.Context, backend string, s Server, opt
 	return ops + 1, nil
 }
 
+// maintServer stops all new traffic to a server, requests its sticky
+// cookie pins included (drain still takes those); its connections go on.
+func (r runtimeAPI) maintServer(ctx context.Context, backend, server string) error {
+	return r.exec(ctx, "set server", backend+"/"+server, "state", "maint")
+}
+
 // drainServer stops new traffic to a server; its connections go on.
 func (r runtimeAPI) drainServer(ctx context.Context, backend, server string) error {
 	return r.exec(ctx, "set server", backend+"/"+server, "state", "drain")
@@ -179,6 +185,27 @@ func (r runtimeAPI) serversState(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("runtime api: show servers state: unexpected answer %q", truncate(out, 200))
 	}
 	return out, nil
+}
+
+// servers returns the server names of each backend, from "show servers
+// state" (version 1: be_id be_name srv_id srv_name ...).
+func (r runtimeAPI) servers(ctx context.Context) (map[string]map[string]bool, error) {
+	out, err := r.serversState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]map[string]bool{}
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if m[f[1]] == nil {
+			m[f[1]] = map[string]bool{}
+		}
+		m[f[1]][f[3]] = true
+	}
+	return m, nil
 }
 
 // serverStat is a server's row of "show stat".

@@ -181,7 +181,7 @@ func TestHealthCheckOnRuntimeServers(t *testing.T) {
 		}
 		return nil
 	})
-	stats, err := r.d.api.stats(context.Background(), "")
+	stats, err := r.d.sup.admin.stats(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestServerStateSurvivesReload(t *testing.T) {
 		name = n
 	}
 	aName := serverName(mustAddr(t, a.addr()))
-	if err := r.d.api.exec(context.Background(), "disable server", name+"/"+aName); err != nil {
+	if err := r.d.sup.admin.exec(context.Background(), "disable server", name+"/"+aName); err != nil {
 		t.Fatal(err)
 	}
 	// A route change reloads; the state file keeps a in maintenance.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"net/url"
@@ -44,8 +45,59 @@ type View struct {
 	TCPHosts []TCPHost
 	// Backends are one per route, sorted by name.
 	Backends []Backend
+	// Redirects are the redirecting hosts' backends
+	// (routing.Host.RedirectTo), sorted by name.
+	Redirects []Redirect
+	// HTTPDefault and HTTPSDefault say what the http and https frontends
+	// do with names no host claims there: nil (no default host, or one
+	// without TLS for https) answers 404; otherwise the default host's
+	// rules take them (routing.Host.Default).
+	HTTPDefault, HTTPSDefault *Default
 	// Skipped are what the driver could not render, with why.
 	Skipped []Skip
+}
+
+// Redirect is the backend of a host that redirects every request to a
+// base URL, keeping path and query: 301 for GET and HEAD, 308 for other
+// methods (which a client replays with their body), with Cache-Control:
+// no-store, as the built-in proxy answers.
+type Redirect struct {
+	// Name is "rd_" + host + "_" + 10 hex digits, like a route's backend.
+	Name string
+	Host string
+	// To is the base URL, checked: "http://" or "https://", a lowercase
+	// host name, an optional port; nothing HAProxy's log-format reads.
+	To string
+}
+
+// Default is what a frontend does with a name no host claims there: the
+// default host's rules, as if the request had named it. A known host's
+// request that no rule of its own takes still gets 404: Closed lists the
+// hosts that need a rule for that (their rules do not take every path).
+type Default struct {
+	// Host is the default host's name.
+	Host string
+	// Closed are the hosts whose requests no rule of theirs took go to
+	// interlock_no_route, before the default host's rules.
+	Closed []Closed
+	// Rules are the default host's path rules (not All), without its ACL.
+	Rules []Rule
+	// Backend takes what is left: the default host's "/" backend (its
+	// redirect backend for a redirecting host), or interlock_no_route.
+	Backend string
+	// Redirect is true in the http frontend when the default host is
+	// ssl_only: what is left goes to interlock_https_redirect, which
+	// redirects to HTTPS under the requested name.
+	Redirect bool
+}
+
+// Closed is a host in a Default's frontend. Declare is true where the
+// frontend does not declare its ACL already (a host without TLS, in the
+// https frontend).
+type Closed struct {
+	ACL     string
+	Names   []string
+	Declare bool
 }
 
 // Global holds the settings of HAProxy's global section.
@@ -117,7 +169,10 @@ type Host struct {
 	TLS bool
 	// Redirect is true for ssl_only hosts: plain HTTP gets a 308 to HTTPS.
 	Redirect bool
-	// Rules are the routes, most specific first.
+	// Default is true for the default host (routing.Host.Default).
+	Default bool
+	// Rules are the routes, most specific first. A redirecting host has
+	// one, All, to its Redirect backend.
 	Rules []Rule
 }
 
@@ -175,8 +230,27 @@ type Backend struct {
 	// API, so a server added at run time and one read from the file are
 	// alike.
 	ServerOptions []string
+	// Cookie is the sticky session cookie (routing.Route.StickyCookie),
+	// nil without one.
+	Cookie *Cookie
 	// Servers are the backends, sorted by address.
 	Servers []Server
+}
+
+// Cookie is a backend's sticky session cookie, in HAProxy's insert mode:
+// a request whose cookie names a server that is up goes to it; any other
+// is balanced, and HAProxy sets the cookie on the answer ("insert":
+// only when the request did not already carry that server's value).
+// HAProxy passes the cookie on to the server, as the built-in proxy does.
+type Cookie struct {
+	// Name is the cookie's name (discovery's grammar: 1-64 of
+	// [A-Za-z0-9_.-]); quote it.
+	Name string
+	// Path is the route path when it is not "/". HAProxy writes "path=/"
+	// into every cookie it inserts; the template adds "attr Path=PATH"
+	// after it, and browsers take the last Path attribute (RFC 6265,
+	// 5.3), so the cookie is the route's, as the built-in proxy's is.
+	Path string
 }
 
 // Check is an active HTTP health check.
@@ -211,6 +285,13 @@ type Server struct {
 	// Container is the backend's container name, for comments only; it is
 	// a Docker name, [a-zA-Z0-9][a-zA-Z0-9_.-]*, or "".
 	Container string
+	// Cookie is the sticky cookie value that names this server when its
+	// backend has a Cookie, "" otherwise: the built-in proxy's value (the
+	// 64-bit FNV-1a hash of the address, in hex), so a client pinned by
+	// one driver stays pinned by the other. HAProxy 2.6 cannot set it on a
+	// server added over the Runtime API, so new servers of a sticky
+	// backend take a reload.
+	Cookie string
 }
 
 // Skip is something left out of the rendered file.
@@ -307,9 +388,13 @@ func NewView(t routing.Table, s Settings) (View, error) {
 	}
 	seen := map[string]string{}
 	bundles := map[string]Cert{}
+	dflt := -1 // index of the default host in v.Hosts
 	for _, h := range t.Hosts {
 		if err := checkHost(h, seen); err != nil {
 			return View{}, err
+		}
+		if h.RedirectTo != "" && len(h.Routes) > 0 {
+			return View{}, fmt.Errorf("host %s both redirects and has routes: a host either serves or redirects", h.Name)
 		}
 		if len(h.Routes) > 0 && h.Routes[0].Protocol == routing.TCP {
 			th, be, skips, err := tcpHost(h, v.TCP != nil)
@@ -328,14 +413,36 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			return View{}, err
 		}
 		v.Skipped = append(v.Skipped, skips...)
+		if h.RedirectTo != "" {
+			rd, err := redirect(h)
+			if err != nil {
+				return View{}, err
+			}
+			host.Rules = []Rule{{Route: "/", Backend: rd.Name, All: true}}
+			v.Redirects = append(v.Redirects, rd)
+		}
 		if len(host.Rules) == 0 {
+			// No HTTP route: nothing to answer, and no default host
+			// either, as in the built-in proxy.
 			continue
 		}
 		if host.TLS {
 			v.TLS.Enabled = true
 		}
+		if h.Default {
+			if dflt >= 0 {
+				return View{}, fmt.Errorf("hosts %s and %s are both the default host: only one can be", v.Hosts[dflt].Name, h.Name)
+			}
+			dflt, host.Default = len(v.Hosts), true
+		}
 		v.Hosts = append(v.Hosts, host)
 		v.Backends = append(v.Backends, bes...)
+	}
+	if dflt >= 0 {
+		v.HTTPDefault = fallback(v.Hosts, dflt, false)
+		if v.Hosts[dflt].TLS {
+			v.HTTPSDefault = fallback(v.Hosts, dflt, true)
+		}
 	}
 	if s.DefaultCert != "" {
 		v.TLS.Certs = append(v.TLS.Certs, Cert{Path: s.DefaultCert})
@@ -349,7 +456,110 @@ func NewView(t routing.Table, s Settings) (View, error) {
 	slices.SortFunc(named, func(a, b Cert) int { return strings.Compare(a.Path, b.Path) })
 	v.TLS.Certs = append(v.TLS.Certs, named...)
 	slices.SortFunc(v.Backends, func(a, b Backend) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(v.Redirects, func(a, b Redirect) int { return strings.Compare(a.Name, b.Name) })
 	return v, nil
+}
+
+// fallback is what the http (or https) frontend does with names no host
+// claims there, hosts[d] being the default host.
+func fallback(hosts []Host, d int, https bool) *Default {
+	dh := hosts[d]
+	f := &Default{Host: dh.Name, Backend: noRouteBackend}
+	if !https && dh.Redirect {
+		f.Redirect = true
+	} else {
+		for _, r := range dh.Rules {
+			if r.All {
+				f.Backend = r.Backend
+			} else {
+				f.Rules = append(f.Rules, r)
+			}
+		}
+	}
+	for i, h := range hosts {
+		switch {
+		case i == d:
+			// Its own requests that its rules did not take find the
+			// same rules again, then 404.
+		case https && !h.TLS:
+			// Not served over HTTPS: 404, as without a default host.
+			f.Closed = append(f.Closed, Closed{ACL: h.ACL, Names: h.Names, Declare: true})
+		case !https && h.Redirect:
+			// ssl_only: redirected before any rule.
+		case !slices.ContainsFunc(h.Rules, func(r Rule) bool { return r.All }):
+			f.Closed = append(f.Closed, Closed{ACL: h.ACL, Names: h.Names})
+		}
+	}
+	return f
+}
+
+// noRouteBackend answers 404 for what no host and route takes.
+const noRouteBackend = "interlock_no_route"
+
+// redirect builds the backend of a redirecting host.
+func redirect(h routing.Host) (Redirect, error) {
+	to, err := redirectTarget(h.RedirectTo)
+	if err != nil {
+		return Redirect{}, fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	return Redirect{Name: backendName("rd", h.Name, ""), Host: h.Name, To: to}, nil
+}
+
+// redirectTarget checks a redirect's base URL as discovery makes it: http
+// or https, a lowercase host name and an optional port, nothing else (so
+// nothing in it is a log-format '%' or needs quoting).
+func redirectTarget(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("redirect target %q must be http:// or https:// and a host name, with no path", s)
+	}
+	if !isHostname(u.Hostname()) {
+		return "", fmt.Errorf("redirect target %q: %q is not a lowercase host name", s, u.Hostname())
+	}
+	to := u.Scheme + "://" + u.Hostname()
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 || p[0] == '0' {
+			return "", fmt.Errorf("redirect target %q: port must be 1-65535", s)
+		}
+		to += ":" + p
+	} else if strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("redirect target %q: empty port", s)
+	}
+	return to, nil
+}
+
+// stickyCookie checks a route's sticky cookie; nil without one.
+func stickyCookie(r routing.Route, where string) (*Cookie, error) {
+	if r.StickyCookie == "" {
+		return nil, nil
+	}
+	n := r.StickyCookie
+	if len(n) > 64 {
+		return nil, fmt.Errorf("%s: sticky cookie name %.16q... is longer than 64 bytes", where, n)
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return nil, fmt.Errorf("%s: sticky cookie name %q may use only letters, digits, '_', '-' and '.'", where, n)
+		}
+	}
+	c := &Cookie{Name: n}
+	if r.Path != "/" {
+		c.Path = r.Path // checkPath'd: no ';', no control byte
+	}
+	return c, nil
+}
+
+// cookieValue is the sticky cookie value that names the backend at addr:
+// the built-in proxy's (internal/proxy/builtin/sticky.go), 64-bit FNV-1a
+// of the address in netip's form, in hex.
+func cookieValue(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		addr = ap.String()
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(addr))
+	return strconv.FormatUint(h.Sum64(), 16)
 }
 
 // checkHost validates a host's names and its route list's shape.
@@ -473,6 +683,9 @@ func httpBackend(host string, r routing.Route, ca string) (Backend, error) {
 		return Backend{}, err
 	}
 	be.ServerOptions = serverOptions(be.Check, r.BackendTLS, ca, true)
+	if be.Cookie, err = stickyCookie(r, where); err != nil {
+		return Backend{}, err
+	}
 	return be, be.addServers(r, where)
 }
 
@@ -490,6 +703,9 @@ func tcpHost(h routing.Host, enabled bool) (TCPHost, *Backend, []Skip, error) {
 	var skips []Skip
 	if h.TLS != nil {
 		skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: "tcp route: the ssl labels are ignored; TLS passes through to the backends, routed by SNI"})
+	}
+	if r.StickyCookie != "" {
+		skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: "tcp route: the sticky cookie is ignored; a tcp connection carries no cookie"})
 	}
 	be := Backend{Name: backendName("tcp", h.Name, r.Path), Host: h.Name, Route: r.Path, Mode: "tcp"}
 	if err := common(&be, r, where); err != nil {
@@ -566,7 +782,11 @@ func (be *Backend) addServers(r routing.Route, where string) error {
 			continue
 		}
 		seen[n] = true
-		be.Servers = append(be.Servers, Server{Name: n, Address: a.String(), Container: containerName(b.Name)})
+		srv := Server{Name: n, Address: a.String(), Container: containerName(b.Name)}
+		if be.Cookie != nil {
+			srv.Cookie = cookieValue(b.Address)
+		}
+		be.Servers = append(be.Servers, srv)
 	}
 	slices.SortFunc(be.Servers, func(a, b Server) int { return strings.Compare(a.Name, b.Name) })
 	return nil

@@ -34,8 +34,15 @@ func TestQuoteHelpers(t *testing.T) {
 		{name: "quote specials", fn: "quote", in: `#"$\;`, want: `'#"$\;'`},
 		{name: "quote newline", fn: "quote", in: "a\nb", err: "control byte"},
 		{name: "quote nul", fn: "quote", in: "a\x00", err: "control byte"},
+		{name: "path plain", fn: "path", in: "/s/admin.sock", want: "'/s/admin.sock'"},
+		{name: "path specials", fn: "path", in: `/s/$x"`, want: `'/s/$x"'`},
+		{name: "path instance", fn: "path", in: "/s/admin-${HOSTNAME}.sock", want: `"/s/admin-${HOSTNAME}.sock"`},
+		{name: "path instance dollar", fn: "path", in: "/$HOME/admin-${HOSTNAME}.sock", err: "interpret"},
+		{name: "path instance quote", fn: "path", in: `/a"b/admin-${HOSTNAME}.sock`, err: "interpret"},
+		{name: "path instance backslash", fn: "path", in: `/a\b/admin-${HOSTNAME}.sock`, err: "interpret"},
+		{name: "path instance newline", fn: "path", in: "/a\n/admin-${HOSTNAME}.sock", err: "interpret"},
 	}
-	fns := map[string]func(string) (string, error){"word": word, "name": name, "quote": quote}
+	fns := map[string]func(string) (string, error){"word": word, "name": name, "quote": quote, "path": path}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := fns[c.fn](c.in)
@@ -258,7 +265,7 @@ func TestCheckTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Validated || res.Hosts != 5 || res.Backends != 8 {
+	if !res.Validated || res.Hosts != 6 || res.Backends != 8 {
 		t.Errorf("result %+v", res)
 	}
 	broken, _ := ParseTemplate("broken.tmpl", DefaultTemplate+"\nbackend x\n    bogus-keyword\n")
