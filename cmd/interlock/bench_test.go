@@ -46,7 +46,8 @@ func startProcess(t *testing.T, args ...string) *process {
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p := &process{proxy: "http://" + httpAddr, api: "http://" + apiAddr}
-	p.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--api-addr", apiAddr, "--log-level", "warn"}, args...)...)
+	httpsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // not the shared default :8443
+	p.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--https-addr", httpsAddr, "--api-addr", apiAddr, "--log-level", "warn"}, args...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -138,6 +139,9 @@ func logConvergence(t *testing.T, what string, routed, served []time.Duration) {
 		what string
 		d    []time.Duration
 	}{{"routed (first answer that is not 'no route')", routed}, {"served (first 200)", served}} {
+		if len(m.d) == 0 {
+			continue
+		}
 		slices.Sort(m.d)
 		t.Logf("%s over %d containers, docker start returned -> %s: p50 %v  p90 %v  p99 %v  max %v",
 			what, len(m.d), m.what, percentile(m.d, .5), percentile(m.d, .9), percentile(m.d, .99), m.d[len(m.d)-1])

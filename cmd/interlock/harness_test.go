@@ -60,6 +60,7 @@ func needDocker(t *testing.T) *testenv.Env {
 // instance is one Interlock running in this process, as `interlock run`.
 type instance struct {
 	proxy, api string // base URLs
+	httpsAddr  string // the built-in proxy's HTTPS listener, 127.0.0.1:PORT
 	logs       *syncBuffer
 	done       chan int
 }
@@ -88,8 +89,11 @@ func startInterlock(t *testing.T, args ...string) *instance {
 	in := &instance{logs: &syncBuffer{}, done: make(chan int, 1)}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in.httpsAddr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	in.proxy, in.api = "http://"+httpAddr, "http://"+apiAddr
-	all := append([]string{"run", "--http-addr", httpAddr, "--api-addr", apiAddr, "--log-level", "debug"}, args...)
+	// A free HTTPS port too, so no two instances fight over the default
+	// :8443 (args may name another one: the last flag wins).
+	all := append([]string{"run", "--http-addr", httpAddr, "--https-addr", in.httpsAddr, "--api-addr", apiAddr, "--log-level", "debug"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { in.done <- realMain(ctx, all, []string{}, io.Discard, in.logs) }()
 	t.Cleanup(func() {
@@ -136,7 +140,13 @@ type response struct {
 
 // get sends GET path with Host host through the proxy.
 func (in *instance) get(host, path string) (response, error) {
-	req, err := http.NewRequest(http.MethodGet, in.proxy+path, nil)
+	return getThrough(in.proxy, host, path)
+}
+
+// getThrough sends GET path with Host host to the proxy at base
+// ("http://127.0.0.1:PORT").
+func getThrough(base, host, path string) (response, error) {
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	if err != nil {
 		return response{}, err
 	}

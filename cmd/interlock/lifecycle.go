@@ -159,9 +159,11 @@ func quoteEmpty(s string) string {
 
 // drain shuts the servers down at exit: readiness first, then the proxy
 // listener with its in-flight requests (up to drainGrace, or until a
-// second SIGTERM/SIGINT), then the API. The returned context is the rest
+// second SIGTERM/SIGINT), then the API. httpsServer, the built-in proxy's
+// HTTPS listener (nil when there is none), drains alongside the proxy
+// listener, in the same grace period. The returned context is the rest
 // of the grace period, for the driver's own stop; call done when finished.
-func drain(log *slog.Logger, apiHandler *api.Server, proxyServer, apiServer *http.Server) (ctx context.Context, done func()) {
+func drain(log *slog.Logger, apiHandler *api.Server, proxyServer, apiServer, httpsServer *http.Server) (ctx context.Context, done func()) {
 	apiHandler.ShuttingDown()
 	ctx, cancel := context.WithTimeout(context.Background(), drainGrace)
 	again := make(chan os.Signal, 1)
@@ -183,7 +185,17 @@ func drain(log *slog.Logger, apiHandler *api.Server, proxyServer, apiServer *htt
 	}
 
 	start := time.Now()
+	httpsDone := make(chan error, 1)
+	if httpsServer != nil {
+		go func() { httpsDone <- httpsServer.Shutdown(ctx) }()
+	} else {
+		httpsDone <- nil
+	}
 	err := proxyServer.Shutdown(ctx)
+	if herr := <-httpsDone; herr != nil {
+		_ = httpsServer.Close()
+		err = errors.Join(err, herr)
+	}
 	switch {
 	case err != nil:
 		log.Warn("in-flight requests cut off", "grace", drainGrace, "waited", time.Since(start).Round(time.Millisecond), "error", err)

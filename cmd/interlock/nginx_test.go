@@ -452,7 +452,7 @@ func TestNginxContainersCopy(t *testing.T) {
 	label := proxyLabel(t)
 	host, later := hostFor(t, "web"), hostFor(t, "later")
 	e.Run(t, testenv.ContainerSpec{Name: "web", Labels: labelsFor(host), Network: netName, ExposePorts: []uint16{8000}, Env: map[string]string{"NAME": "web"}})
-	p1 := e.RunNginx(t, testenv.NginxSpec{Name: "proxy1", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}, Network: netName})
+	p1 := e.RunNginx(t, testenv.ProxySpec{Name: "proxy1", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}, Network: netName})
 	addr1 := fmt.Sprintf("127.0.0.1:%d", p1.Ports[80])
 
 	startInterlock(t, n.args("--nginx-target", "containers", "--proxy-container-label", label, "--network", netName,
@@ -460,7 +460,7 @@ func TestNginxContainersCopy(t *testing.T) {
 	waitVia(t, addr1, host, "/", http.StatusOK, `"path":"/"`)
 
 	// A proxy that appears later is configured without any routing change.
-	p2 := e.RunNginx(t, testenv.NginxSpec{Name: "proxy2", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}, Network: netName})
+	p2 := e.RunNginx(t, testenv.ProxySpec{Name: "proxy2", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}, Network: netName})
 	addr2 := fmt.Sprintf("127.0.0.1:%d", p2.Ports[80])
 	waitVia(t, addr2, host, "/", http.StatusOK, `"path":"/"`)
 
@@ -479,7 +479,7 @@ func TestNginxContainerRejectsBadCandidate(t *testing.T) {
 	label := proxyLabel(t)
 	host := hostFor(t, "web")
 	e.Run(t, testenv.ContainerSpec{Name: "web", Labels: labelsFor(host), PublishPort: 8000})
-	p := e.RunNginx(t, testenv.NginxSpec{Name: "proxy", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}})
+	p := e.RunNginx(t, testenv.ProxySpec{Name: "proxy", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80}})
 	addr := fmt.Sprintf("127.0.0.1:%d", p.Ports[80])
 	broken := filepath.Join(t.TempDir(), "broken.tmpl")
 	if err := os.WriteFile(broken, []byte("events {}\nhttp {\n{{range .Servers}}    not_in_this_nginx {{.Host}};\n{{end}}}\n"), 0o644); err != nil {
@@ -517,7 +517,7 @@ func TestNginxContainersVolume(t *testing.T) {
 	if _, err := os.Stat(conf); err != nil {
 		t.Fatal(err)
 	}
-	p := e.RunNginx(t, testenv.NginxSpec{Name: "proxy", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80},
+	p := e.RunNginx(t, testenv.ProxySpec{Name: "proxy", Labels: map[string]string{"interlock.ext.name": label}, Ports: []uint16{80},
 		Network: netName, Binds: []string{shared + ":" + shared}, Cmd: []string{"-c", conf}})
 	addr := fmt.Sprintf("127.0.0.1:%d", p.Ports[80])
 	waitVia(t, addr, host, "/", http.StatusOK, `"path":"/"`)

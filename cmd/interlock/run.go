@@ -63,12 +63,21 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		closeDriver = func(context.Context) error { return nil }
 		sideload    *docker.Sideload
 		ctlOpts     = controller.Options{Logger: log, Observer: view.observer()}
+		tlsProxy    *builtin.Proxy // the built-in proxy also serves --https-addr
 	)
 	switch cfg.Proxy {
 	case config.ProxyBuiltin:
-		p := builtin.New(builtin.Options{Logger: log, Requests: view.requests()})
+		profile, err := tlsProfile(cfg)
+		if err != nil {
+			return fmt.Errorf("--tls-profile: %w", err)
+		}
+		if w := profile.Warning(); w != "" {
+			log.Warn(w)
+		}
+		p := builtin.New(builtin.Options{Logger: log, Requests: view.requests(),
+			CertDir: cfg.CertDir, TLSProfile: profile, HSTSMaxAge: cfg.HSTSMaxAge})
 		defer p.Close()
-		driver, proxy = p, p
+		driver, proxy, tlsProxy = p, p, p
 	case config.ProxyNginx:
 		d, side, err := newNginx(cfg, cli, log, true)
 		if err != nil {
@@ -77,11 +86,11 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		driver, sideload, closeDriver = d, side, d.Close
 		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
 	case config.ProxyHAProxy:
-		d, err := newHAProxy(cfg, log, true)
+		d, side, err := newHAProxy(cfg, cli, log, true)
 		if err != nil {
 			return err
 		}
-		driver, closeDriver = d, d.Close
+		driver, sideload, closeDriver = d, side, d.Close
 		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
 	default:
 		return fmt.Errorf("--proxy %s: unknown driver; use --proxy builtin, nginx or haproxy", cfg.Proxy)
@@ -97,10 +106,19 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			return fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 	}
+	var httpsLn net.Listener
+	if tlsProxy != nil {
+		if httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+			httpLn.Close()
+			return fmt.Errorf("--https-addr %s: %w", cfg.HTTPSAddr, err)
+		}
+	}
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
-		if httpLn != nil {
-			httpLn.Close()
+		for _, ln := range []net.Listener{httpLn, httpsLn} {
+			if ln != nil {
+				ln.Close()
+			}
 		}
 		return fmt.Errorf("--api-addr %s: %w", cfg.APIAddr, err)
 	}
@@ -125,6 +143,18 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// The HTTPS side of the built-in proxy: the same handler, the same
+	// timeouts, certificates by SNI from the live table (nil otherwise).
+	var proxyTLSServer *http.Server
+	if tlsProxy != nil {
+		proxyTLSServer = &http.Server{
+			Handler:           proxy,
+			TLSConfig:         tlsProxy.TLSConfig(),
+			ReadHeaderTimeout: proxyServer.ReadHeaderTimeout,
+			IdleTimeout:       proxyServer.IdleTimeout,
+			ErrorLog:          proxyServer.ErrorLog, // handshake failures, at Debug
+		}
 	}
 	apiServer := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second}
 	apiServer.RegisterOnShutdown(apiHandler.CloseStreams) // else Shutdown waits for /api/events
@@ -159,6 +189,12 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	if httpLn != nil {
 		goRun("proxy listener", func() error { return proxyServer.Serve(httpLn) })
 	}
+	if httpsLn != nil {
+		log.Info("builtin proxy serving HTTPS", "https_addr", httpsLn.Addr().String(), "cert_dir", cfg.CertDir, "tls_profile", cfg.TLSProfile)
+		goRun("proxy https listener", func() error { return tlsProxy.ServeTLS(proxyTLSServer, httpsLn) })
+		// Renewed certificate files are served without a table change.
+		goRun("certificate watch", func() error { tlsProxy.WatchCerts(ctx, 0); return nil })
+	}
 	if sideload != nil {
 		goRun("proxy containers", func() error { return sideload.Run(ctx) })
 	}
@@ -170,7 +206,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	<-ctx.Done()
 	log.Info("interlock stopping")
 	// In-flight requests get a grace period; new connections are refused.
-	shutdownCtx, done := drain(log, apiHandler, proxyServer, apiServer)
+	shutdownCtx, done := drain(log, apiHandler, proxyServer, apiServer, proxyTLSServer)
 	defer done()
 	wg.Wait()
 	// The loop has stopped: no apply can race the driver's end (a
@@ -214,7 +250,7 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 		_, err = stdout.Write(conf)
 		return err
 	case config.ProxyHAProxy:
-		d, err := newHAProxy(cfg, quiet, false)
+		d, _, err := newHAProxy(cfg, cli, quiet, false)
 		if err != nil {
 			return err
 		}

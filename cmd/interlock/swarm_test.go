@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -152,6 +154,57 @@ func TestSwarm(t *testing.T) {
 		})
 		if r, err := proxyGet(il.Proxy, host, "/"); err != nil || r.code != http.StatusOK {
 			t.Errorf("the good service while a bad one is around: %v %d", err, r.code)
+		}
+	})
+
+	t.Run("ssl passthrough", func(t *testing.T) {
+		// The tasks terminate TLS themselves, with certificates of their
+		// own: the client must see theirs, not the proxy's.
+		pass := hostFor(t, "pass")
+		e.Service(t, testenv.ServiceSpec{
+			Name: "pass", Replicas: 2, Network: ov,
+			Labels: map[string]string{"com.docker.lb.hosts": pass, "com.docker.lb.port": "8443", "com.docker.lb.ssl_passthrough": "true"},
+			Env:    map[string]string{"TLS_PORTS": "8443", "TLS_NAME": pass},
+		})
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, il.HTTPS)
+			},
+			// The tasks' certificates are self-signed; what is checked is
+			// whose they are.
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+			DisableKeepAlives: true,
+		}}
+		seen := map[string]bool{}
+		testenv.WaitFor(t, 60*time.Second, "both tasks answer over TLS of their own", func() error {
+			res, err := hc.Get("https://" + pass + "/")
+			if err != nil {
+				return err
+			}
+			defer res.Body.Close()
+			if leaf := res.TLS.PeerCertificates[0]; len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != pass || leaf.Issuer.CommonName != pass {
+				return fmt.Errorf("certificate for %v issued by %q: not the task's own", leaf.DNSNames, leaf.Issuer.CommonName)
+			}
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", res.StatusCode)
+			}
+			seen[res.Header.Get("X-Backend")] = true
+			if len(seen) < 2 {
+				return fmt.Errorf("tasks that answered: %v", seen)
+			}
+			return nil
+		})
+		// Plain HTTP to it is sent to HTTPS: its tasks speak only TLS.
+		noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		req, _ := http.NewRequest(http.MethodGet, il.Proxy+"/x", nil)
+		req.Host = pass
+		res, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(res.Header.Get("Location"), "https://"+pass+":8443/x") {
+			t.Errorf("plain GET to the passthrough host: %d Location %q", res.StatusCode, res.Header.Get("Location"))
 		}
 	})
 

@@ -37,6 +37,7 @@ type Server struct {
 	feed     *Feed
 	backends func() []BackendHealth
 	reloads  func() int64
+	certs    func() []CertProblem
 	// stopping is set by ShuttingDown: /readyz then says no.
 	stopping atomic.Bool
 }
@@ -62,6 +63,10 @@ func WithBackendHealth(f func() []BackendHealth) Option {
 // and the dashboard. Without it the count is 0 (the built-in proxy never
 // reloads).
 func WithReloads(f func() int64) Option { return func(s *Server) { s.reloads = f } }
+
+// WithCertProblems gives the hosts whose certificate is not served, for
+// /api/status and the dashboard.
+func WithCertProblems(f func() []CertProblem) Option { return func(s *Server) { s.certs = f } }
 
 // New builds the API handler.
 func New(c StatusSource, d DockerStatus, version string, log *slog.Logger, opts ...Option) *Server {
@@ -138,6 +143,17 @@ type StatusResponse struct {
 	Reloads int64 `json:"reloads"`
 	// ShuttingDown is set once the process is draining before it exits.
 	ShuttingDown bool `json:"shutting_down"`
+	// CertificateProblems are the hosts whose certificate is not served:
+	// they get the default certificate. Empty when every one is.
+	CertificateProblems []CertProblem `json:"certificate_problems"`
+}
+
+// CertProblem says why a host does not get its own certificate.
+type CertProblem struct {
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
 }
 
 func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
@@ -151,6 +167,10 @@ func (s *Server) status() StatusResponse {
 	if s.reloads != nil {
 		reloads = s.reloads()
 	}
+	certs := []CertProblem{}
+	if s.certs != nil {
+		certs = append(certs, s.certs()...)
+	}
 	return StatusResponse{
 		Version:      s.version,
 		Ready:        s.notReady(st, ds) == "",
@@ -161,6 +181,8 @@ func (s *Server) status() StatusResponse {
 		LeftOut:      len(st.Problems),
 		Reloads:      reloads,
 		ShuttingDown: s.stopping.Load(),
+
+		CertificateProblems: certs,
 	}
 }
 

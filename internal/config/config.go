@@ -115,7 +115,7 @@ type Config struct {
 	// (copy). Default "/etc/nginx/nginx.conf".
 	NginxContainerConfig string
 	// ProxyContainerLabel is the value of interlock.ext.name that marks the
-	// proxy containers. Default "nginx".
+	// proxy containers. Default "": the driver's name, nginx or haproxy.
 	ProxyContainerLabel string
 
 	// HAProxyBinary is the haproxy executable. Default "haproxy" (from
@@ -124,6 +124,10 @@ type Config struct {
 	// HAProxyConfig is the live haproxy.cfg Interlock writes. Default ""
 	// (STATE_DIR/haproxy/haproxy.cfg).
 	HAProxyConfig string
+	// HAProxyTarget is "local" (default: Interlock runs HAProxy as its
+	// child) or "containers" (side-loaded HAProxy containers that mount
+	// STATE_DIR/haproxy at the same path).
+	HAProxyTarget string
 	// TCPAddr is the host:port where the haproxy driver serves tcp routes
 	// (interlock.protocol=tcp), routed by the TLS SNI of the client hello
 	// and passed through untouched. Default "" (tcp routes are left out).
@@ -136,6 +140,10 @@ type Config struct {
 	// (a stopping container) finish its connections before they are cut,
 	// and an old worker finish after a reload. Default 30s, minimum 1s.
 	DrainTimeout time.Duration
+	// HSTSMaxAge, when positive, makes the built-in proxy send
+	// "Strict-Transport-Security: max-age=N" (whole seconds) on its HTTPS
+	// answers for ssl_only hosts. Default 0 (off); otherwise at least 1s.
+	HSTSMaxAge time.Duration
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -160,16 +168,22 @@ const (
 	defaultNginxTarget          = NginxLocal
 	defaultNginxDelivery        = NginxCopy
 	defaultNginxContainerConfig = "/etc/nginx/nginx.conf"
-	defaultProxyContainerLabel  = "nginx"
 	defaultHAProxyBinary        = "haproxy"
 	defaultStatsAddr            = "127.0.0.1:8404"
 	defaultDrainTimeout         = 30 * time.Second
 )
 
-// The values of Config.NginxTarget and Config.NginxDelivery.
+// The values of Config.NginxTarget and Config.HAProxyTarget.
 const (
-	NginxLocal      = "local"
-	NginxContainers = "containers"
+	TargetLocal      = "local"
+	TargetContainers = "containers"
+)
+
+// The values of Config.NginxTarget (as before HAProxyTarget) and
+// Config.NginxDelivery.
+const (
+	NginxLocal      = TargetLocal
+	NginxContainers = TargetContainers
 	NginxCopy       = "copy"
 	NginxVolume     = "volume"
 )
@@ -210,7 +224,7 @@ func Default() Config {
 		NginxTarget:          defaultNginxTarget,
 		NginxDelivery:        defaultNginxDelivery,
 		NginxContainerConfig: defaultNginxContainerConfig,
-		ProxyContainerLabel:  defaultProxyContainerLabel,
+		HAProxyTarget:        TargetLocal,
 		HAProxyBinary:        defaultHAProxyBinary,
 		StatsAddr:            defaultStatsAddr,
 		DrainTimeout:         defaultDrainTimeout,

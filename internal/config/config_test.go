@@ -153,9 +153,11 @@ func fullWant() Config {
 		ProxyContainerLabel:  "edge",
 		HAProxyBinary:        "/usr/local/sbin/haproxy",
 		HAProxyConfig:        "/srv/haproxy/haproxy.cfg",
+		HAProxyTarget:        TargetContainers,
 		TCPAddr:              "0.0.0.0:8444",
 		StatsAddr:            "[::1]:9404",
 		DrainTimeout:         45 * time.Second,
+		HSTSMaxAge:           8760 * time.Hour,
 	}
 }
 
@@ -390,7 +392,11 @@ func TestPrecedence(t *testing.T) {
 		},
 		{
 			key: "proxy_container_label", file: `"file"`, env: "env", flag: "flag",
-			want: [...]string{"nginx", "file", "", "env", "flag"},
+			want: [...]string{"", "file", "", "env", "flag"},
+		},
+		{
+			key: "haproxy_target", file: `"containers"`, env: "local", flag: "containers",
+			want: [...]string{"local", "containers", "", "local", "containers"},
 		},
 		{
 			key: "haproxy_binary", file: `"/file/haproxy"`, env: "/env/haproxy", flag: "haproxy-debug",
@@ -412,6 +418,11 @@ func TestPrecedence(t *testing.T) {
 		{
 			key: "drain_timeout", file: `"5s"`, env: "1m", flag: "2s",
 			want: [...]string{"30s", "5s", "", "1m0s", "2s"},
+		},
+		{
+			// The flag sets the default value: given, it still wins.
+			key: "hsts_max_age", file: `"1h"`, env: "2h", flag: "0s",
+			want: [...]string{"0s", "1h0m0s", "", "2h0m0s", "0s"},
 		},
 	}
 	covered := map[string]bool{}

@@ -90,17 +90,21 @@ var settings = []setting{
 	{flag: "nginx-container-config", kind: kindString, field: func(c *Config) any { return &c.NginxContainerConfig },
 		usage: "`PATH` of nginx.conf inside the proxy containers (copy)"},
 	{flag: "proxy-container-label", kind: kindString, field: func(c *Config) any { return &c.ProxyContainerLabel },
-		usage: "`VALUE` of interlock.ext.name that marks the proxy containers"},
+		usage: "`VALUE` of interlock.ext.name that marks the proxy containers; empty: the driver's name"},
 	{flag: "haproxy-binary", kind: kindString, field: func(c *Config) any { return &c.HAProxyBinary },
 		usage: "haproxy executable `PATH` (looked up in PATH, then /usr/sbin)"},
 	{flag: "haproxy-config", kind: kindString, field: func(c *Config) any { return &c.HAProxyConfig },
 		usage: "live haproxy.cfg `FILE` Interlock writes; empty: STATE_DIR/haproxy/haproxy.cfg"},
+	{flag: "haproxy-target", kind: kindString, field: func(c *Config) any { return &c.HAProxyTarget },
+		usage: "where haproxy runs: local or containers (labelled interlock.ext.name, sharing STATE_DIR/haproxy)"},
 	{flag: "tcp-addr", kind: kindString, field: func(c *Config) any { return &c.TCPAddr },
 		usage: "`HOST:PORT` where haproxy serves tcp routes, by TLS SNI (passthrough); empty: none"},
 	{flag: "stats-addr", kind: kindString, field: func(c *Config) any { return &c.StatsAddr },
 		usage: "loopback `HOST:PORT` of HAProxy's stats page and /metrics; empty: none"},
 	{flag: "drain-timeout", kind: kindDuration, field: func(c *Config) any { return &c.DrainTimeout },
 		usage: "`DURATION` haproxy lets a stopping container finish its connections (min 1s)"},
+	{flag: "hsts-max-age", kind: kindDuration, field: func(c *Config) any { return &c.HSTSMaxAge },
+		usage: "builtin: send HSTS with this max-age `DURATION` on HTTPS answers for ssl_only hosts; 0: off"},
 }
 
 // Names of the settings that are neither a TOML key nor a Config field of

@@ -96,7 +96,9 @@ func (c Config) validate(o origins) error {
 		add("nginx_container_config", fmt.Errorf("%q is not an absolute path without \"..\"; want a path inside the containers, such as %s",
 			c.NginxContainerConfig, defaultNginxContainerConfig))
 	}
-	add("proxy_container_label", checkLabelValue(c.ProxyContainerLabel))
+	if c.ProxyContainerLabel != "" {
+		add("proxy_container_label", checkLabelValue(c.ProxyContainerLabel))
+	}
 	if c.Proxy == ProxyNginx {
 		for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"https_addr", c.HTTPSAddr}} {
 			if strings.HasSuffix(a.v, ":0") {
@@ -109,6 +111,7 @@ func (c Config) validate(o origins) error {
 		}
 	}
 	add("haproxy_binary", checkNotEmpty(c.HAProxyBinary, "the haproxy executable, such as haproxy or /usr/sbin/haproxy"))
+	add("haproxy_target", checkOneOf(c.HAProxyTarget, TargetLocal, TargetContainers))
 	var tcpErr, statsErr error
 	if c.TCPAddr != "" {
 		tcpErr = checkListenAddr(c.TCPAddr)
@@ -120,6 +123,9 @@ func (c Config) validate(o origins) error {
 	}
 	if c.DrainTimeout < MinDrainTimeout {
 		add("drain_timeout", fmt.Errorf("%s is too short; want at least %s", c.DrainTimeout, MinDrainTimeout))
+	}
+	if c.HSTSMaxAge < 0 || (c.HSTSMaxAge > 0 && c.HSTSMaxAge < time.Second) {
+		add("hsts_max_age", fmt.Errorf("%s is out of range; want 0 (no HSTS header) or at least 1s, such as \"8760h\" (a year)", c.HSTSMaxAge))
 	}
 	if c.Proxy == ProxyHAProxy {
 		// HAProxy's own listeners: each needs a fixed port (the file names

@@ -116,12 +116,13 @@ var (
 	backendInFlight = desc("builtin", "backend_in_flight_requests", "Requests and upgraded tunnels open to a backend now.", "backend")
 	backendEjected  = desc("builtin", "backend_ejected", "1 while a backend is passively ejected after a connect failure.", "backend")
 	builtinErrors   = desc("builtin", "errors_total", "Answers the built-in proxy gave itself, by kind: no_route (404), no_live_backend (503), backend_unavailable (502), client_canceled.", "kind")
+	certProblems    = desc("builtin", "certificate_problems", "1 for each host whose certificate cannot be served (it gets the default certificate), by reason: missing, unreadable, not_pem, invalid, key_mismatch, expired, not_yet_valid, name_mismatch, outside_cert_dir.", "host", "reason")
 )
 
 type builtinCollector struct{ src BuiltinSource }
 
 func (c builtinCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{backendRequests, backendFailures, backendInFlight, backendEjected, builtinErrors} {
+	for _, d := range []*prometheus.Desc{backendRequests, backendFailures, backendInFlight, backendEjected, builtinErrors, certProblems} {
 		ch <- d
 	}
 }
@@ -141,6 +142,16 @@ func (c builtinCollector) Collect(ch chan<- prometheus.Metric) {
 		"client_canceled":     e.ClientCanceled,
 	} {
 		ch <- prometheus.MustNewConstMetric(builtinErrors, prometheus.CounterValue, float64(n), kind)
+	}
+	// One series per host and reason: a host with several problems (its
+	// certificate misses one alias, and so on) is counted once per reason.
+	seen := map[[2]string]bool{}
+	for _, p := range c.src.CertProblems() {
+		k := [2]string{p.Host, p.Reason}
+		if !seen[k] {
+			seen[k] = true
+			ch <- prometheus.MustNewConstMetric(certProblems, prometheus.GaugeValue, 1, p.Host, p.Reason)
+		}
 	}
 }
 

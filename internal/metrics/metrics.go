@@ -196,6 +196,7 @@ type ControllerSource interface{ Status() controller.Status }
 type BuiltinSource interface {
 	Stats() []builtin.BackendStats
 	Errors() builtin.ErrorStats
+	CertProblems() []builtin.CertProblem
 }
 
 var _ controller.Observer = (*Metrics)(nil)

@@ -11,4 +11,8 @@
 // tuned http.Transport (transport.go), with upgraded connections tracked so
 // Close can end them (upgrade.go). A fasthttp engine for plain HTTP/1.1 (see
 // DESIGN.md, "The built-in data plane") replaces only the second half.
+//
+// HTTPS (tls.go, certs.go) rides on the same table: Apply loads the hosts'
+// certificates and publishes them with it, ServeTLS serves the same handler
+// over TLS with certificates chosen by SNI, HTTP/2 by ALPN.
 package builtin

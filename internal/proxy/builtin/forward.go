@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"log"
 	"log/slog"
 	"net/http"
@@ -31,7 +32,8 @@ type httpEngine struct {
 	tunnels tunnelSet
 }
 
-func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Duration, counters *errorCounters) *httpEngine {
+// roots verifies backends with BackendTLS.Verify; nil means the system roots.
+func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Duration, counters *errorCounters, roots *x509.CertPool) *httpEngine {
 	d := newDialer(dialTimeout)
 	e := &httpEngine{
 		log:      logger,
@@ -39,8 +41,11 @@ func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Dura
 		ejectFor: ejectFor,
 		counters: counters,
 		plain:    newTransport(d, nil),
+		// Verified: the chain against roots and the name against the
+		// backend's address (an IP SAN), since the request URL names it.
 		tlsVerify: newTransport(d, &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			RootCAs:    roots,
 		}),
 		tlsInsecure: newTransport(d, &tls.Config{
 			MinVersion: tls.VersionTLS12,

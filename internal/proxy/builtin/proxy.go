@@ -2,14 +2,18 @@ package builtin
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
+	"github.com/interlock-proxy/interlock/internal/tlsconf"
 )
 
 // Options configures a Proxy. The zero value is ready to use.
@@ -28,6 +32,29 @@ type Options struct {
 	// its host (the route's primary host name, UnknownHost for no host),
 	// status code and duration. Nil records nothing and costs nothing.
 	Requests RequestMetrics
+
+	// The HTTPS side (tls.go, certs.go). None of it matters until the
+	// caller serves TLSConfig on a listener (ServeTLS).
+
+	// CertDir is the directory routing.TLS.CertFile and KeyFile are
+	// relative to; a path that leaves it (by "..", as an absolute path or
+	// through a symlink) is refused. Empty: no host certificate can be
+	// loaded, so every TLS host gets the default certificate.
+	CertDir string
+	// TLSProfile is the server-side TLS profile (versions, TLS 1.2 cipher
+	// suites, curves). The zero Profile means tlsconf.Default.
+	TLSProfile tlsconf.Profile
+	// HTTPSPort is the port the redirect of a TLS.Only host names. Zero
+	// means the port of the listener given to ServeTLS; 443 is never
+	// written out.
+	HTTPSPort int
+	// HSTSMaxAge, when positive, adds "Strict-Transport-Security:
+	// max-age=N" (whole seconds) to every answer over TLS for a TLS.Only
+	// host. Zero: no header.
+	HSTSMaxAge time.Duration
+	// BackendRootCAs verifies backends with BackendTLS.Verify. Nil means
+	// the system roots.
+	BackendRootCAs *x509.CertPool
 }
 
 const (
@@ -46,6 +73,9 @@ type Proxy struct {
 	counters errorCounters
 
 	table atomic.Pointer[table]
+	// dialTimeout and ejectFor are the engine's, for passthrough
+	// connections.
+	dialTimeout, ejectFor time.Duration
 
 	// requests is Options.Requests; unknown is its recorder for requests
 	// no host answers. Both are nil when nothing is recorded.
@@ -58,6 +88,25 @@ type Proxy struct {
 	mu        sync.Mutex
 	states    map[string]*backendState
 	liveHosts map[string]struct{}
+
+	// The HTTPS side. certDir is absolute (or empty); certCache, guarded
+	// by mu, holds the certificate pairs the live table uses, keyed by
+	// their resolved paths (see certs.go). defaultCert is the self-signed
+	// certificate, made on first use. redirectPort is ":PORT" or "" (443)
+	// for TLS.Only redirects; hsts is the header value or "".
+	certDir   string
+	profile   tlsconf.Profile
+	certCache map[certKey]*certEntry
+	// applied is the table of the last Apply, guarded by mu: RefreshCerts
+	// loads its certificates again.
+	applied routing.Table
+	// rewriting maps hosts whose certificate files read as broken since a
+	// poll to when it first saw that (certwatch.go), guarded by mu.
+	rewriting    map[string]time.Time
+	defaultCert  func() (*tls.Certificate, error)
+	httpsPort    int
+	redirectPort atomic.Pointer[string]
+	hsts         string
 }
 
 // New returns a Proxy with an empty table.
@@ -76,16 +125,37 @@ func New(opts Options) *Proxy {
 		ejectFor = defaultEjectFor
 	}
 	p := &Proxy{
-		log:    logger,
-		clock:  newClock(),
-		states: map[string]*backendState{},
+		log:         logger,
+		clock:       newClock(),
+		states:      map[string]*backendState{},
+		profile:     opts.TLSProfile,
+		certCache:   map[certKey]*certEntry{},
+		rewriting:   map[string]time.Time{},
+		defaultCert: sync.OnceValues(newDefaultCert),
+		httpsPort:   opts.HTTPSPort,
+		dialTimeout: dialTimeout,
+		ejectFor:    ejectFor,
 	}
+	if p.profile.Name == "" {
+		p.profile, _ = tlsconf.Lookup(tlsconf.Default)
+	}
+	if opts.CertDir != "" {
+		if abs, err := filepath.Abs(opts.CertDir); err == nil {
+			p.certDir = abs
+		} else {
+			p.certDir = filepath.Clean(opts.CertDir)
+		}
+	}
+	if secs := int64(opts.HSTSMaxAge / time.Second); secs > 0 {
+		p.hsts = fmt.Sprintf("max-age=%d", secs)
+	}
+	p.setRedirectPort(opts.HTTPSPort)
 	if opts.Requests != nil {
 		p.requests = opts.Requests
 		p.unknown = opts.Requests.Host(UnknownHost)
 	}
-	p.engine = newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters)
-	p.table.Store(&table{hosts: map[string]*host{}})
+	p.engine = newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters, opts.BackendRootCAs)
+	p.table.Store(&table{hosts: map[string]*host{}, certs: &certSet{}})
 	return p
 }
 
@@ -99,6 +169,11 @@ func (p *Proxy) Name() string { return "builtin" }
 // an error naming the host, route and backend, and the old table stays
 // live. tcp routes are skipped with a warning: the built-in proxy serves
 // HTTP only. t must be normalized (routing.Table.Normalize).
+//
+// Apply also loads the certificates t's TLS hosts name (see certs.go),
+// reading only files that changed since the last Apply, and publishes them
+// with the table. A bad certificate is never an error: its host gets the
+// default certificate, and CertProblems and the log say why.
 func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("builtin: apply table: %w", err)
@@ -109,6 +184,11 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	if err != nil {
 		return fmt.Errorf("builtin: %w", err)
 	}
+	// Certificates are read here, once per Apply and only when their files
+	// changed, never per handshake; a bad one costs only its own host
+	// (the default certificate) and is reported, never an error.
+	var cache map[certKey]*certEntry
+	c.table.certs, cache = p.loadCerts(t, c.table)
 	if p.requests != nil {
 		// Recorders are looked up here, once per host per Apply, so that
 		// a request only calls Observe on the one its host holds.
@@ -118,9 +198,13 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 			}
 		}
 	}
+	prev := p.table.Load()
 	p.table.Store(c.table)
 	// Addresses that left the table lose their state here; see backendState.
 	p.states = c.states
+	p.certCache = cache
+	p.applied = t
+	p.logCertChanges(prev.certs, c.table.certs)
 	if p.requests != nil {
 		p.retireHosts(c.table)
 	}
@@ -137,21 +221,31 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 // body and an X-Interlock-Error header, when it cannot: 404 for an unknown
 // host or a path no route covers, 503 when the route has no live backend,
 // 502 when every backend it tried failed. With Options.Requests set, every
-// answer is recorded under its host.
+// answer is recorded under its host. It serves the plain and the TLS
+// listener alike (tlsPolicy): a plain request to a TLS.Only host is
+// redirected to HTTPS, and over TLS only hosts with TLS are served.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var start time.Time
 	if p.requests != nil {
 		start = time.Now()
 	}
 	h, rt := p.table.Load().match(r.Host, r.URL.Path)
+	if h != nil && (h.tls != nil || r.TLS != nil) {
+		// The HTTPS rules (tls.go): TLS.Only redirects plain requests,
+		// HSTS, and no plain-HTTP host over TLS.
+		if code := p.tlsPolicy(w, r, h); code != 0 {
+			if p.requests != nil {
+				p.observe(h, code, start)
+			}
+			return
+		}
+	}
 	if code := p.answer(w, r, h, rt); code != 0 {
 		if p.requests != nil {
 			p.observe(h, code, start)
 		}
 		return
 	}
-	// TLS seam: h.tls (TLS.Only redirects) is acted on here once the TLS
-	// issue lands; until then every host is served over plain HTTP.
 	if p.requests != nil {
 		p.forwardObserved(w, r, h, rt, start)
 		return

@@ -22,6 +22,15 @@ type table struct {
 	// fallback answers names no host claims (routing.Host.Default); nil
 	// means such requests get 404.
 	fallback *host
+	// passthrough maps the names of passthrough hosts (routing.TLS
+	// .Passthrough) to the route whose backends take their TLS
+	// connections untouched (passthrough.go): the host's "/" route, or
+	// else its shortest path.
+	passthrough map[string]*route
+	// certs are the host certificates TLS handshakes choose from by SNI
+	// (certs.go). They are loaded by Apply and published with the table,
+	// in the same atomic store; never nil in a published table.
+	certs *certSet
 }
 
 // host is one virtual host with its HTTP routes in table order, which
@@ -39,10 +48,10 @@ type host struct {
 	// before the table is published, nil when nothing is recorded.
 	rec RequestRecorder
 
-	// tls is the host's TLS settings, nil for plain HTTP. Not served yet:
-	// the TLS listener, certificates and the TLS.Only redirect land with the
-	// TLS issue, which will act on it in Proxy.ServeHTTP before the route
-	// is matched (a plain request to an Only host gets the redirect).
+	// tls is the host's TLS settings, nil for plain HTTP. Proxy.ServeHTTP
+	// acts on it before the route is matched (tlsPolicy: a plain request
+	// to an Only host gets the redirect); its certificate is in the
+	// table's certs.
 	tls *routing.TLS
 }
 
@@ -132,6 +141,13 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 			// "no route for host" is the true answer for HTTP clients.
 			continue
 		}
+		var through *route
+		if h.tls != nil && h.tls.Passthrough && len(h.routes) > 0 {
+			through = h.routes[len(h.routes)-1] // longest path first: the last is "/" or the shortest
+			if c.table.passthrough == nil {
+				c.table.passthrough = map[string]*route{}
+			}
+		}
 		if th.Default {
 			if c.table.fallback != nil {
 				return compiled{}, fmt.Errorf("hosts %q and %q are both the default host: only one can be", c.table.fallback.name, h.name)
@@ -145,6 +161,9 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 			}
 			owner[n] = h.name
 			c.table.hosts[n] = h
+			if through != nil {
+				c.table.passthrough[n] = through
+			}
 		}
 	}
 	return c, nil
