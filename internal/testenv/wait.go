@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,12 +37,33 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 // FreePort returns a TCP port on 127.0.0.1 that the kernel just handed out
 // and that is free again. Another process may still take it before the
 // caller binds it; prefer listening on :0 directly where the code allows.
+//
+// The kernel may hand the same port out again once it is closed, so two
+// calls in a row can agree: a port this process returned before is never
+// returned again (a test taking --http-addr and --https-addr would
+// otherwise, now and then, get one port for both).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !freePorts.given[port] {
+			freePorts.given[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: the kernel keeps handing out ports this process used already")
+	return 0
 }
+
+// freePorts are the ports FreePort returned.
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
