@@ -115,6 +115,22 @@ func TestBuiltinHTTPS(t *testing.T) {
 // certificate for host from a new CA, and returns a pool trusting the CA.
 func writeHostCert(t *testing.T, dir, name, host string) *x509.CertPool {
 	t.Helper()
+	certPEM, keyPEM, pool := issueHostCert(t, host)
+	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for file, b := range map[string][]byte{"cert.pem": certPEM, "key.pem": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name, file), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pool
+}
+
+// issueHostCert returns a certificate and key (PEM) for host from a new
+// CA, and a pool trusting the CA.
+func issueHostCert(t *testing.T, host string) (certPEM, keyPEM []byte, roots *x509.CertPool) {
+	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "interlock https test CA"},
@@ -136,17 +152,9 @@ func writeHostCert(t *testing.T, dir, name, host string) *x509.CertPool {
 		t.Fatal(err)
 	}
 	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for file, b := range map[string]*pem.Block{"cert.pem": {Type: "CERTIFICATE", Bytes: der}, "key.pem": {Type: "PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(filepath.Join(dir, name, file), pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return pool
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), pool
 }
 
 // TestBuiltinHTTPSCertFiles: a container names certificate files that do

@@ -208,6 +208,38 @@ func TestSwarm(t *testing.T) {
 		}
 	})
 
+	t.Run("certificates from docker secrets", func(t *testing.T) {
+		// Interlock as a service, given the service's certificate and key as
+		// secrets; --cert-dir /run/secrets makes the labels name them.
+		secure := hostFor(t, "secure")
+		certPEM, keyPEM, roots := issueHostCert(t, secure)
+		svc := e.InterlockService(t, testenv.InterlockServiceSpec{Network: ov,
+			Secrets: map[string][]byte{"secure.crt": certPEM, "secure.key": keyPEM},
+			Args:    []string{"--cert-dir", "/run/secrets"}})
+		waitReady(t, svc.API)
+		e.Service(t, testenv.ServiceSpec{Name: "secure", Replicas: 1, Network: ov,
+			Labels: map[string]string{"com.docker.lb.hosts": secure, "com.docker.lb.port": "8000",
+				"com.docker.lb.ssl_cert": "secure.crt", "com.docker.lb.ssl_key": "secure.key"}})
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, svc.HTTPS)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			DisableKeepAlives: true,
+		}}
+		testenv.WaitFor(t, 60*time.Second, "the service over HTTPS with the certificate from the secret", func() error {
+			res, err := hc.Get("https://" + secure + "/")
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", res.StatusCode)
+			}
+			return nil
+		})
+	})
+
 	t.Run("two instances converge on the same table", func(t *testing.T) {
 		other := e.RunInterlock(t, ov)
 		waitReady(t, other.API)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -250,4 +252,127 @@ func (e *Env) RunInterlock(t testing.TB, networkName string, args ...string) Int
 		return "http://127.0.0.1:" + strconv.Itoa(port)
 	}
 	return InterlockContainer{ID: res.ID, Proxy: url(proxyPort), API: url(apiPort), HTTPS: strings.TrimPrefix(url(httpsPort), "http://")}
+}
+
+// InterlockServiceSpec describes Interlock run as a Swarm service.
+type InterlockServiceSpec struct {
+	// Network is the overlay the service is attached to.
+	Network string
+	// Secrets are created (carrying the run labels) and given to the task
+	// as /run/secrets/NAME.
+	Secrets map[string][]byte
+	// Args follow "run --http-addr :8080 --https-addr :8443 --api-addr
+	// :8081".
+	Args []string
+}
+
+// InterlockService runs Interlock as a one-task Swarm service of the
+// Interlock image, with the engine's socket mounted and its proxy, HTTPS
+// and API ports published on this node in host mode (the routing mesh
+// does not work here), and removes service and secrets when the test
+// ends. It returns once the task runs.
+func (e *Env) InterlockService(t testing.TB, spec InterlockServiceSpec) InterlockContainer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	img, err := e.InterlockImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := e.name("", "interlock-svc")
+	var refs []*swarm.SecretReference
+	for _, sn := range slices.Sorted(maps.Keys(spec.Secrets)) {
+		full := name + "-" + sn
+		res, err := e.Client.SecretCreate(ctx, client.SecretCreateOptions{Spec: swarm.SecretSpec{
+			Annotations: swarm.Annotations{Name: full, Labels: e.Labels()}, Data: spec.Secrets[sn]}})
+		if err != nil {
+			t.Fatalf("create secret %s: %v", full, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			// The service goes first (cleanups run last-in first-out); a
+			// secret in use cannot be removed, so wait for its task.
+			for i := 0; ; i++ {
+				_, err := e.Client.SecretRemove(ctx, res.ID, client.SecretRemoveOptions{})
+				if err == nil || cerrdefs.IsNotFound(err) {
+					return
+				}
+				if i == 100 {
+					t.Errorf("cleanup: remove secret %s: %v", full, err)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+		refs = append(refs, &swarm.SecretReference{SecretID: res.ID, SecretName: full,
+			File: &swarm.SecretReferenceFileTarget{Name: sn, UID: "0", GID: "0", Mode: 0o444}})
+	}
+	var sock syscall.Stat_t
+	if err := syscall.Stat("/var/run/docker.sock", &sock); err != nil {
+		t.Fatalf("stat the docker socket: %v", err)
+	}
+	proxyPort, httpsPort, apiPort := FreePort(t), FreePort(t), FreePort(t)
+	port := func(target, published int) swarm.PortConfig {
+		return swarm.PortConfig{TargetPort: uint32(target), PublishedPort: uint32(published), Protocol: network.TCP, PublishMode: swarm.PortConfigPublishModeHost}
+	}
+	replicas := uint64(1)
+	s := swarm.ServiceSpec{
+		Annotations: swarm.Annotations{Name: name, Labels: e.Labels()},
+		TaskTemplate: swarm.TaskSpec{
+			ContainerSpec: &swarm.ContainerSpec{
+				Image:   img,
+				Args:    append([]string{"run", "--http-addr", ":8080", "--https-addr", ":8443", "--api-addr", ":8081", "--log-level", "debug"}, spec.Args...),
+				Labels:  e.Labels(),
+				Groups:  []string{strconv.Itoa(int(sock.Gid))},
+				Mounts:  []mount.Mount{{Type: mount.TypeBind, Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}},
+				Secrets: refs,
+			},
+			Networks: []swarm.NetworkAttachmentConfig{{Target: spec.Network}},
+		},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+		EndpointSpec: &swarm.EndpointSpec{Ports: []swarm.PortConfig{port(8080, proxyPort), port(8443, httpsPort), port(8081, apiPort)}},
+	}
+	res, err := e.Client.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: s})
+	if err != nil {
+		t.Fatalf("create interlock service: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if t.Failed() {
+			if logs, err := e.serviceLogs(ctx, res.ID); err == nil {
+				t.Logf("logs of service %s:\n%s", name, logs)
+			}
+		}
+		if _, err := e.Client.ServiceRemove(ctx, res.ID, client.ServiceRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove service %s: %v", name, err)
+		}
+	})
+	WaitFor(t, 2*time.Minute, "the interlock service's task running", func() error {
+		n, err := e.RunningTasks(ctx, res.ID)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("%d tasks running", n)
+		}
+		return nil
+	})
+	base := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
+	return InterlockContainer{ID: res.ID, Proxy: base(proxyPort), API: base(apiPort), HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort)}
+}
+
+// serviceLogs returns the output of a service's tasks.
+func (e *Env) serviceLogs(ctx context.Context, id string) (string, error) {
+	rc, err := e.Client.ServiceLogs(ctx, id, client.ServiceLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return out.String(), err
+	}
+	return out.String(), nil
 }

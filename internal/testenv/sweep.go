@@ -50,6 +50,16 @@ func (e *Env) sweep(ctx context.Context, label string, remove func(map[string]st
 		}
 	}
 
+	// Secrets once their services are gone (a secret in use is refused;
+	// the next sweep gets it).
+	if secrets, err := e.Client.SecretList(ctx, client.SecretListOptions{Filters: f}); err == nil {
+		for _, s := range secrets.Items {
+			if remove(s.Spec.Labels) {
+				_, _ = e.Client.SecretRemove(ctx, s.ID, client.SecretRemoveOptions{})
+			}
+		}
+	}
+
 	cs, err := e.Client.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return fmt.Errorf("sweep: list containers with label %s: %w", label, err)
