@@ -186,26 +186,7 @@ func (h haproxyRun) waitServers(t *testing.T, host string, want ...testenv.Conta
 // names, and by nothing else.
 func (in *instance) waitBackends(t *testing.T, host string, names ...string) {
 	t.Helper()
-	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%s answered by %v", host, names), func() error {
-		seen := map[string]bool{}
-		for range 10 * len(names) {
-			r, err := in.get(host, "/")
-			if err != nil {
-				return err
-			}
-			if r.code != http.StatusOK {
-				return fmt.Errorf("status %d: %s", r.code, strings.TrimSpace(r.body))
-			}
-			if !slices.Contains(names, r.backend) {
-				return fmt.Errorf("answered by %q", r.backend)
-			}
-			seen[r.backend] = true
-		}
-		if len(seen) != len(names) {
-			return fmt.Errorf("only %v answered", seen)
-		}
-		return nil
-	})
+	waitThrough(t, in.proxy, host, names...)
 }
 
 // TestHAProxyRoutesLabelsAndRender runs Interlock with a supervised

@@ -134,13 +134,7 @@ func (e *Env) Service(t testing.TB, spec ServiceSpec) string {
 	if err != nil {
 		t.Fatalf("create service %s: %v", name, err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := e.Client.ServiceRemove(ctx, res.ID, client.ServiceRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove service %s: %v", name, err)
-		}
-	})
+	e.removeServiceAtCleanup(t, res.ID, name)
 	return res.ID
 }
 
@@ -337,18 +331,7 @@ func (e *Env) InterlockService(t testing.TB, spec InterlockServiceSpec) Interloc
 	if err != nil {
 		t.Fatalf("create interlock service: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if t.Failed() {
-			if logs, err := e.serviceLogs(ctx, res.ID); err == nil {
-				t.Logf("logs of service %s:\n%s", name, logs)
-			}
-		}
-		if _, err := e.Client.ServiceRemove(ctx, res.ID, client.ServiceRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove service %s: %v", name, err)
-		}
-	})
+	e.removeServiceAtCleanup(t, res.ID, name)
 	WaitFor(t, 2*time.Minute, "the interlock service's task running", func() error {
 		n, err := e.RunningTasks(ctx, res.ID)
 		if err != nil {
@@ -361,6 +344,23 @@ func (e *Env) InterlockService(t testing.TB, spec InterlockServiceSpec) Interloc
 	})
 	base := func(p int) string { return "http://127.0.0.1:" + strconv.Itoa(p) }
 	return InterlockContainer{ID: res.ID, Proxy: base(proxyPort), API: base(apiPort), HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort)}
+}
+
+// removeServiceAtCleanup removes the service when the test ends, logging
+// its tasks' output first if the test failed.
+func (e *Env) removeServiceAtCleanup(t testing.TB, id, name string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if t.Failed() {
+			if logs, err := e.serviceLogs(ctx, id); err == nil {
+				t.Logf("logs of service %s:\n%s", name, logs)
+			}
+		}
+		if _, err := e.Client.ServiceRemove(ctx, id, client.ServiceRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove service %s: %v", name, err)
+		}
+	})
 }
 
 // serviceLogs returns the output of a service's tasks.
