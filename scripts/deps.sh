@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# deps.sh CMD[:PACKAGE] ... — make sure each command exists, installing its
+# deps.sh CMD[:PACKAGE] ... — make sure each command exists (or, for an
+# absolute path, each file: a module a package installs), installing its
 # Debian package when missing and running as root. Under CI=true a command
 # that is still missing is an error; otherwise a warning (tests that need it
 # then skip).
 set -euo pipefail
 
+have() {
+	case "$1" in
+	/*) [ -e "$1" ] ;;
+	*) command -v "$1" >/dev/null 2>&1 ;;
+	esac
+}
+
 missing=()
 for spec in "$@"; do
 	cmd=${spec%%:*}
 	pkg=${spec#*:}
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd:$pkg")
+	have "$cmd" || missing+=("$cmd:$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -25,7 +33,7 @@ fi
 status=0
 for spec in "${missing[@]}"; do
 	cmd=${spec%%:*}
-	if ! command -v "$cmd" >/dev/null 2>&1; then
+	if ! have "$cmd"; then
 		if [ "${CI:-}" = true ]; then
 			echo "deps: $cmd is missing (Debian package ${spec#*:}); install it or run as root" >&2
 			status=1

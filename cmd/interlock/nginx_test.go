@@ -167,8 +167,8 @@ func TestNginxLocalRoutesLabels(t *testing.T) {
 	}
 	resp.Body.Close()
 	_, httpsPort, _ := net.SplitHostPort(n.httpsAddr)
-	if want := "https://" + secure + ":" + httpsPort + "/p?q=1"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
-		t.Errorf("ssl_only over http: %d Location %q, want 308 %s", resp.StatusCode, resp.Header.Get("Location"), want)
+	if want := "https://" + secure + ":" + httpsPort + "/p?q=1"; resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != want {
+		t.Errorf("ssl_only GET over http: %d Location %q, want 301 %s", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		ServerName: secure, InsecureSkipVerify: true, //nolint:gosec // self-signed test certificate, checked by name below

@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"testing"
@@ -43,11 +45,17 @@ func NginxBinary(tb testing.TB) string {
 	return ""
 }
 
+// NginxStreamModule is where Debian's libnginx-mod-stream puts nginx's
+// stream module (SNI passthrough needs it; Debian builds it dynamic).
+const NginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
 // NginxImage returns the tag of an image FROM scratch holding the host's
 // Debian nginx: /usr/sbin/nginx, the shared libraries ldd names, mime.types,
 // a passwd and group with root, nobody and www-data, the CA bundle, and
-// writable /var/log/nginx, /var/lib/nginx, /run and /tmp. It starts nginx in
-// the foreground on NginxBootstrap.
+// writable /var/log/nginx, /var/lib/nginx, /run and /tmp. When the host has
+// the stream module (NginxStreamModule), the image has it too, at the same
+// path, with the libraries it needs. It starts nginx in the foreground on
+// NginxBootstrap.
 func (e *Env) NginxImage(ctx context.Context) (string, error) {
 	bin, err := lookPackageBinary("nginx")
 	if err != nil {
@@ -62,6 +70,9 @@ func (e *Env) NginxImage(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("nginx image: %w", err)
 	}
 	files["/etc/nginx/mime.types"] = imageFile{mode: 0o644, data: mime}
+	if err := addLibrary(files, NginxStreamModule); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("nginx image: %w", err)
+	}
 	files["/etc/nginx/nginx.conf"] = imageFile{mode: 0o644, data: []byte(NginxBootstrap)}
 	for _, d := range []string{"/var/log/nginx", "/var/lib/nginx", "/etc/nginx/conf.d", "/usr/share/nginx"} {
 		files[d] = imageFile{mode: 0o1777, dir: true}
@@ -84,4 +95,29 @@ func (e *Env) RunNginx(t testing.TB, spec ProxySpec) ProxyContainer {
 		t.Fatal(err)
 	}
 	return e.runProxy(t, "nginx", img, spec)
+}
+
+// addLibrary adds the shared object at path to files, with the libraries
+// ldd names for it that files lacks. A missing path is fs.ErrNotExist.
+func addLibrary(files map[string]imageFile, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	files[path] = imageFile{mode: 0o644, data: b}
+	out, err := exec.Command("ldd", path).Output()
+	if err != nil {
+		return fmt.Errorf("ldd %s: %w", path, err)
+	}
+	for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+		if _, ok := files[m[1]]; ok {
+			continue
+		}
+		lib, err := os.ReadFile(m[1])
+		if err != nil {
+			return fmt.Errorf("library %s of %s: %w", m[1], path, err)
+		}
+		files[m[1]] = imageFile{mode: 0o755, data: lib}
+	}
+	return nil
 }

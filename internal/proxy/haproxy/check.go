@@ -25,7 +25,7 @@ type CheckResult struct {
 // algorithm, backend options, a health check, TLS with the default and a
 // named certificate, an ssl_only redirect, backends over TLS with and
 // without verification, a tcp route, a route without backends, a default
-// host, a redirecting host and a sticky cookie.
+// host, a redirecting host, a sticky cookie and SNI passthrough.
 func SampleTable() routing.Table {
 	b := func(addrs ...string) []routing.Backend {
 		var out []routing.Backend
@@ -50,6 +50,9 @@ func SampleTable() routing.Table {
 		}},
 		{Name: "named.example.com", TLS: &routing.TLS{CertFile: "named/cert.pem", KeyFile: "named/key.pem"}, Routes: []routing.Route{
 			{Path: "/", BackendTLS: &routing.BackendTLS{Verify: false}, Backends: b("127.0.0.1:32774")},
+		}},
+		{Name: "pass.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{
+			{Path: "/", Backends: b("127.0.0.1:32777")},
 		}},
 		{Name: "db.example.com", Routes: []routing.Route{
 			{Path: "/", Protocol: routing.TCP, Balance: routing.LeastConn, Backends: b("127.0.0.1:32775")},

@@ -48,10 +48,19 @@ func (d *Driver) applyRuntime(ctx context.Context, t routing.Table) error {
 	var adds []add
 	var removes []serverKey
 	for _, h := range t.Hosts {
-		for _, r := range h.Routes {
+		through := passthroughRoute(h)
+		for i, r := range h.Routes {
 			prefix := "be"
-			if r.Protocol == routing.TCP {
+			switch {
+			case r.Protocol == routing.TCP:
 				prefix = "tcp"
+			case through >= 0:
+				// A passthrough host renders only its passthrough route,
+				// as the "pt_" backend (view.go).
+				if i != through {
+					continue
+				}
+				prefix = "pt"
 			}
 			name := backendName(prefix, h.Name, r.Path)
 			lb, ok := d.live.backends[name]

@@ -237,7 +237,24 @@ func New(opts Options) (*Driver, error) {
 	default:
 		return nil, fmt.Errorf("haproxy: unknown mode %q; want %s or %s", opts.Mode, Supervise, Volume)
 	}
+	// SNI passthrough's https frontend binds a unix socket beside the
+	// admin socket (one per container, like it, in mode volume; the same
+	// length, so the checks above cover it).
+	d.settings.TLSSocket = tlsSocketFor(opts.StateDir, "")
+	if d.opts.Mode == Volume {
+		d.settings.TLSSocket = tlsSocketFor(opts.StateDir, InstanceVar)
+	}
 	return d, nil
+}
+
+// tlsSocketFor is the https frontend's unix socket behind the SNI
+// frontend: STATE/https.sock, or STATE/https-HOSTNAME.sock for a
+// side-loaded container.
+func tlsSocketFor(dir, hostname string) string {
+	if hostname == "" {
+		return filepath.Join(dir, "https.sock")
+	}
+	return filepath.Join(dir, "https-"+hostname+".sock")
 }
 
 // Name returns "haproxy".

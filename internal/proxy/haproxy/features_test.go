@@ -67,9 +67,11 @@ func TestTLSTermination(t *testing.T) {
 	t.Run("ssl_only redirects", func(t *testing.T) {
 		code, _, h := get(t, r.http, "secure.test", "/x?y=1")
 		_, port, _ := net.SplitHostPort(r.https)
-		if want := "https://secure.test:" + port + "/x?y=1"; code != 308 || h.Get("Location") != want {
-			t.Fatalf("got %d Location %q, want 308 %q", code, h.Get("Location"), want)
+		if want := "https://secure.test:" + port + "/x?y=1"; code != 301 || h.Get("Location") != want {
+			t.Fatalf("got %d Location %q, want 301 %q", code, h.Get("Location"), want)
 		}
+		checkHTTPSRedirects(t, r, table(routing.Host{Name: "secure.test", TLS: &routing.TLS{Only: true},
+			Routes: []routing.Route{{Path: "/", Backends: []routing.Backend{a.rb()}}}}), "secure.test")
 	})
 	t.Run("default certificate", func(t *testing.T) {
 		code, body, cn := httpsGet(t, r.https, "secure.test", "/", nil)

@@ -125,7 +125,7 @@ var keywords = []string{
 	"ssl-default-bind-options", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-curves",
 	"mode", "option", "timeout", "retries", "default-server", "load-server-state-from-file", "bind", "http-request",
 	"acl", "use_backend", "default_backend", "tcp-request", "balance", "hash-type", "http-check", "http-error", "server",
-	"cookie", "http-after-response",
+	"cookie", "http-after-response", "no",
 }
 
 // checkStructure is FuzzRender's oracle; see there.
@@ -152,6 +152,10 @@ func checkStructure(conf []byte, v View) error {
 			return fmt.Errorf("line %d carries a comment: %q", n, line)
 		}
 		switch words[0] {
+		case "no":
+			if line != "    no option idle-close-on-response" {
+				return fmt.Errorf("line %d: %q", n, line)
+			}
 		case "frontend", "backend":
 			sections++
 			if len(words) != 2 {
@@ -188,6 +192,13 @@ func checkStructure(conf []byte, v View) error {
 			if len(words) < 3 {
 				return fmt.Errorf("line %d: short server line: %q", n, line)
 			}
+			if v.Passthrough != nil && words[1] == "https" {
+				// server https unix@SOCKET send-proxy-v2, to the https frontend
+				if len(words) != 4 || words[2] != "unix@"+v.Passthrough.Socket || words[3] != "send-proxy-v2" {
+					return fmt.Errorf("line %d: server of another shape: %q", n, line)
+				}
+				break
+			}
 			if _, err := parseAddress(words[2]); err != nil {
 				return fmt.Errorf("line %d: %v", n, err)
 			}
@@ -198,6 +209,13 @@ func checkStructure(conf []byte, v View) error {
 			if len(words) != 2 {
 				return fmt.Errorf("line %d: default_backend of another shape: %q", n, line)
 			}
+		case "bind":
+			// bind ADDR [ssl crt ...], or the https frontend behind the
+			// SNI frontend: bind unix@SOCKET mode 600 accept-proxy ssl ...
+			if strings.HasPrefix(words[1], "unix@") && (v.Passthrough == nil || words[1] != "unix@"+v.Passthrough.Socket ||
+				len(words) < 5 || words[2] != "mode" || words[3] != "600" || words[4] != "accept-proxy") {
+				return fmt.Errorf("line %d: bind of another shape: %q", n, line)
+			}
 		case "cookie":
 			// cookie NAME insert httponly attr SameSite=Lax [attr Path=PATH]
 			if !(len(words) == 6 || len(words) == 8 && words[6] == "attr" && strings.HasPrefix(words[7], "Path=/") && !strings.Contains(words[7], ";")) ||
@@ -207,6 +225,13 @@ func checkStructure(conf []byte, v View) error {
 		case "http-request":
 			if len(words) > 1 && words[1] == "replace-path" && len(words) != 4 {
 				return fmt.Errorf("line %d: replace-path of another shape: %q", n, line)
+			}
+			if len(words) > 2 && words[1] == "redirect" && words[2] == "location" {
+				// http-request redirect location https://%[var(txn.host)][:PORT]%[pathq] code 301 if METH_GET, or code 308
+				if words[3] != "https://%[var(txn.host)]"+v.RedirectPort+"%[pathq]" ||
+					!(len(words) == 8 && words[5] == "301" && words[6] == "if" && words[7] == "METH_GET" || len(words) == 6 && words[5] == "308") {
+					return fmt.Errorf("line %d: redirect to HTTPS of another shape: %q", n, line)
+				}
 			}
 			if len(words) > 2 && words[1] == "redirect" && words[2] == "prefix" {
 				// http-request redirect prefix TO code 301 if METH_GET, or code 308
@@ -224,8 +249,11 @@ func checkStructure(conf []byte, v View) error {
 		}
 	}
 	want := 1 + len(v.Backends) + len(v.Redirects) + 1 // no-route + backends + redirects + http
-	if v.HTTPDefault != nil && v.HTTPDefault.Redirect {
+	if v.HTTPSRedirect {
 		want++ // interlock_https_redirect
+	}
+	if v.Passthrough != nil {
+		want += 2 // https_sni and interlock_https
 	}
 	if v.TLS.Enabled {
 		want++
@@ -301,7 +329,8 @@ func tokenize(line string) (words []string, comment string, err error) {
 }
 
 // FuzzRenderSwarm is FuzzRender for the Swarm fields: the default host, a
-// redirect target and a sticky cookie name, next to a host that serves.
+// redirect target and a sticky cookie name, next to a host that serves
+// (or passes TLS through).
 // Either NewView refuses the table, or it renders with the template's
 // structure and no value adds a line, a word or a comment.
 func FuzzRenderSwarm(f *testing.F) {
@@ -314,22 +343,23 @@ func FuzzRenderSwarm(f *testing.F) {
 		{"a.test", "javascript:alert(1)", "SID\nserver x 1.2.3.4:80", "/"},
 		{"a.test", "https://user@b.test", "", "/%0A"},
 	}
-	for _, s := range seeds {
-		f.Add(s[0], s[1], s[2], s[3], true, false, false)
-		f.Add(s[0], s[1], s[2], s[3], false, true, true)
+	for i, s := range seeds {
+		f.Add(s[0], s[1], s[2], s[3], true, false, false, false)
+		f.Add(s[0], s[1], s[2], s[3], false, true, true, i%2 == 0)
+		f.Add(s[0], s[1], s[2], s[3], i%2 == 1, true, false, true)
 	}
 	tmpl, err := LoadTemplate("")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, host, to, cookie, path string, dflt, tlsOn, only bool) {
+	f.Fuzz(func(t *testing.T, host, to, cookie, path string, dflt, tlsOn, only, pass bool) {
 		redirecting := routing.Host{Name: host, RedirectTo: to, Default: dflt && !only}
 		serving := routing.Host{Name: "shop.test", Default: dflt && only, Routes: []routing.Route{
 			{Path: path, StickyCookie: cookie, Backends: []routing.Backend{{Address: "127.0.0.1:9"}, {Address: "[::1]:9"}}},
 			{Path: "/fixed", StickyCookie: cookie, Backends: []routing.Backend{{Address: "127.0.0.1:10"}}}}}
 		if tlsOn {
 			redirecting.TLS = &routing.TLS{Only: only}
-			serving.TLS = &routing.TLS{Only: only}
+			serving.TLS = &routing.TLS{Only: only, Passthrough: pass}
 		}
 		tb := routing.Table{Hosts: []routing.Host{redirecting, serving,
 			{Name: "plain.test", Routes: []routing.Route{{Path: "/app", Backends: []routing.Backend{{Address: "127.0.0.1:11"}}}}}}}

@@ -133,6 +133,35 @@ func goldenCases(t testing.TB) []goldenCase {
 		{name: "stats_and_ipv6_listen", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
 			settings: func(s *Settings) { s.HTTPAddr, s.StatsAddr = "[::1]:8080", "[::1]:8404" }},
 		{name: "sample", table: SampleTable()},
+		// SNI passthrough (com.docker.lb.ssl_passthrough): the SNI frontend
+		// on the HTTPS address, the https frontend behind it on a unix
+		// socket, plain HTTP redirected; the "/" route's servers take the
+		// connections, checked over TLS.
+		{name: "ssl_passthrough", table: table(
+			routing.Host{Name: "pass.example.com", Aliases: []string{"www.pass.example.com"}, TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{
+				{Path: "/", HealthCheck: &routing.HealthCheck{Path: "/healthz", Interval: 2 * time.Second}, Backends: be("10.0.0.1:8443", "10.0.0.2:8443")},
+				{Path: "/api", Backends: be("10.0.0.3:8443")}}},
+			routing.Host{Name: "secure.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			routing.Host{Name: "plain.example.com", Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32769")}}})},
+		// The shortest route when none is "/"; balance source hashes the
+		// client's address; a host without backends keeps its (empty)
+		// backend for the Runtime API; what only HTTP has is ignored.
+		{name: "ssl_passthrough_routes", table: table(
+			routing.Host{Name: "a.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{
+				{Path: "/app", Balance: routing.Source, StickyCookie: "SID", BackendOptions: []string{"httpclose"}, BackendTLS: &routing.BackendTLS{},
+					Backends: be("10.0.0.1:443", "[fd00::2]:443")},
+				{Path: "/app/v2", Backends: be("10.0.0.3:443")}}},
+			routing.Host{Name: "empty.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{{Path: "/"}}})},
+		{name: "ssl_passthrough_default_host", table: table(
+			routing.Host{Name: "pass.example.com", Default: true, TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{{Path: "/", Backends: be("10.0.0.1:8443")}}},
+			routing.Host{Name: "secure.example.com", TLS: &routing.TLS{}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			web(routing.Route{Path: "/app", Backends: be("127.0.0.1:32769")}))},
+		{name: "ssl_passthrough_containers", table: table(
+			routing.Host{Name: "pass.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{{Path: "/", Backends: be("10.0.0.1:8443")}}}),
+			settings: func(s *Settings) {
+				dir := filepath.Dir(s.AdminSocket)
+				s.AdminSocket, s.StateFile, s.TLSSocket = adminSocketFor(dir, InstanceVar), stateFileFor(dir, InstanceVar), tlsSocketFor(dir, InstanceVar)
+			}},
 		// Side-loaded containers: each expands its own admin socket and
 		// server-state file from its HOSTNAME.
 		{name: "containers", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
@@ -151,6 +180,7 @@ func goldenSettings(dir string) Settings {
 		CertDir: filepath.Join(dir, "certs"), DefaultCert: filepath.Join(dir, "state", defaultCertName),
 		BundleDir: filepath.Join(dir, "state", "certs"), AdminSocket: filepath.Join(dir, "state", "admin.sock"),
 		StateFile: filepath.Join(dir, "state", "servers.state"), HardStopAfter: 30 * time.Second,
+		TLSSocket:   tlsSocketFor(filepath.Join(dir, "state"), ""),
 		CertMissing: func(p string) bool { return filepath.Base(filepath.Dir(p)) == "missing" },
 	}
 }

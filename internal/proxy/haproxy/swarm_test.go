@@ -177,8 +177,30 @@ func TestDefaultHostOverHTTPS(t *testing.T) {
 	r.apply(t, tb)
 	_, port, _ := net.SplitHostPort(r.https)
 	got := request(t, http.MethodGet, r.http, "nobody.test", "/x?y=1", "")
-	if want := "https://nobody.test:" + port + "/x?y=1"; got.code != 308 || got.header.Get("Location") != want {
-		t.Errorf("an unknown name answered %d Location %q, want 308 %q", got.code, got.header.Get("Location"), want)
+	if want := "https://nobody.test:" + port + "/x?y=1"; got.code != 301 || got.header.Get("Location") != want {
+		t.Errorf("an unknown name answered %d Location %q, want 301 %q", got.code, got.header.Get("Location"), want)
+	}
+	// 301 for GET and HEAD, 308 for the rest, as the built-in proxy answers.
+	ref := builtinRedirecting(t, tb, r.https)
+	for _, tc := range []struct {
+		method, host string
+		code         int
+	}{
+		{http.MethodGet, "nobody.test", 301},
+		{http.MethodHead, "nobody.test", 301},
+		{http.MethodPost, "nobody.test", 308},
+		{http.MethodGet, "fallback.test", 301},
+		{http.MethodPost, "fallback.test", 308},
+		{http.MethodDelete, "fallback.test", 308},
+	} {
+		want := "https://" + tc.host + ":" + port + "/f?g=2"
+		for name, addr := range map[string]string{"haproxy": r.http, "builtin": ref} {
+			got := request(t, tc.method, addr, tc.host, "/f?g=2", "")
+			if got.code != tc.code || got.header.Get("Location") != want || got.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s: %s %s answered %d Location %q Cache-Control %q, want %d %q no-store",
+					name, tc.method, tc.host, got.code, got.header.Get("Location"), got.header.Get("Cache-Control"), tc.code, want)
+			}
+		}
 	}
 	if got := request(t, http.MethodGet, r.http, "plain.test", "/", ""); got.code != 200 || got.from() != "b" {
 		t.Errorf("plain.test answered %d %q", got.code, got.body)

@@ -43,6 +43,15 @@ type View struct {
 	Hosts []Host
 	// TCPHosts are the hosts with a tcp route, sorted by name.
 	TCPHosts []TCPHost
+	// Passthrough is the SNI passthrough of the HTTPS address
+	// (routing.TLS.Passthrough): nil when no host passes TLS through, and
+	// then the https frontend binds the HTTPS address itself.
+	Passthrough *Passthrough
+	// HTTPSRedirect is true when plain HTTP to some host (ssl_only or
+	// passthrough), or to unknown names (such a default host), is
+	// redirected to HTTPS: the template then renders the backend
+	// interlock_https_redirect.
+	HTTPSRedirect bool
 	// Backends are one per route, sorted by name.
 	Backends []Backend
 	// Redirects are the redirecting hosts' backends
@@ -55,6 +64,21 @@ type View struct {
 	HTTPDefault, HTTPSDefault *Default
 	// Skipped are what the driver could not render, with why.
 	Skipped []Skip
+}
+
+// Passthrough is the tcp frontend https_sni on the HTTPS address: it reads
+// each connection's ClientHello (req.ssl_sni) and sends a passthrough
+// host's connections byte for byte to its backend (mode tcp), whose
+// servers terminate TLS themselves; every other connection goes, through
+// the backend interlock_https with a PROXY protocol v2 header (the
+// client's address), to the https frontend, which then binds Socket.
+type Passthrough struct {
+	// Socket is the unix socket of the https frontend (bind unix@PATH
+	// mode 600 accept-proxy); write it with path.
+	Socket string
+	// Hosts are the passthrough hosts, sorted by name: connections whose
+	// SNI is one of Names go to Backend (a "pt_" backend of Backends).
+	Hosts []TCPHost
 }
 
 // Redirect is the backend of a host that redirects every request to a
@@ -167,8 +191,13 @@ type Host struct {
 	ACL string
 	// TLS is true when the host is served over HTTPS too.
 	TLS bool
-	// Redirect is true for ssl_only hosts: plain HTTP gets a 308 to HTTPS.
+	// Redirect is true for ssl_only and passthrough hosts: plain HTTP goes
+	// to interlock_https_redirect (301 for GET and HEAD, 308 otherwise).
 	Redirect bool
+	// Passthrough is true for a passthrough host (routing.TLS.Passthrough):
+	// its TLS connections are View.Passthrough's, so it is not served by
+	// the https frontend (TLS is false) and has no rules.
+	Passthrough bool
 	// Default is true for the default host (routing.Host.Default).
 	Default bool
 	// Rules are the routes, most specific first. A redirecting host has
@@ -235,6 +264,11 @@ type Backend struct {
 	Cookie *Cookie
 	// Servers are the backends, sorted by address.
 	Servers []Server
+	// Passthrough marks the backend of a passthrough host ("pt_" + host +
+	// "_" + 10 hex digits): mode tcp, its servers get the TLS connections
+	// untouched, with a one-hour idle timeout (timeout tunnel 1h); a health
+	// check speaks TLS (check-ssl).
+	Passthrough bool
 }
 
 // Cookie is a backend's sticky session cookie, in HAProxy's insert mode:
@@ -332,6 +366,11 @@ type Settings struct {
 	// path) cannot be read; such a host is served over plain HTTP only and
 	// listed in View.Skipped, rather than failing the whole file.
 	CertMissing func(path string) bool
+	// TLSSocket is the unix socket the https frontend binds behind the SNI
+	// frontend when some host passes TLS through; "" leaves passthrough
+	// out (reported in View.Skipped; plain HTTP to such a host is still
+	// redirected).
+	TLSSocket string
 }
 
 const (
@@ -413,6 +452,12 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			return View{}, err
 		}
 		v.Skipped = append(v.Skipped, skips...)
+		if host.Passthrough && len(bes) > 0 {
+			if v.Passthrough == nil {
+				v.Passthrough = &Passthrough{Socket: s.TLSSocket}
+			}
+			v.Passthrough.Hosts = append(v.Passthrough.Hosts, TCPHost{Name: h.Name, Names: h.Names(), Backend: bes[0].Name})
+		}
 		if h.RedirectTo != "" {
 			rd, err := redirect(h)
 			if err != nil {
@@ -421,14 +466,15 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			host.Rules = []Rule{{Route: "/", Backend: rd.Name, All: true}}
 			v.Redirects = append(v.Redirects, rd)
 		}
-		if len(host.Rules) == 0 {
+		if len(host.Rules) == 0 && !host.Passthrough {
 			// No HTTP route: nothing to answer, and no default host
 			// either, as in the built-in proxy.
 			continue
 		}
-		if host.TLS {
+		if host.TLS || host.Passthrough && len(bes) > 0 {
 			v.TLS.Enabled = true
 		}
+		v.HTTPSRedirect = v.HTTPSRedirect || host.Redirect
 		if h.Default {
 			if dflt >= 0 {
 				return View{}, fmt.Errorf("hosts %s and %s are both the default host: only one can be", v.Hosts[dflt].Name, h.Name)
@@ -443,6 +489,7 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		if v.Hosts[dflt].TLS {
 			v.HTTPSDefault = fallback(v.Hosts, dflt, true)
 		}
+		v.HTTPSRedirect = v.HTTPSRedirect || v.HTTPDefault.Redirect
 	}
 	if s.DefaultCert != "" {
 		v.TLS.Certs = append(v.TLS.Certs, Cert{Path: s.DefaultCert})
@@ -589,10 +636,43 @@ func checkHost(h routing.Host, seen map[string]string) error {
 	return nil
 }
 
-// httpHost builds one host's rules and backends.
+// passthroughRoute returns the index of the route whose backends take a
+// passthrough host's TLS connections (routing.TLS.Passthrough): its "/"
+// route, or else its shortest path (routes are longest first, so the
+// last one), as the built-in proxy picks it; -1 when h passes nothing
+// through (no passthrough, a redirecting host, no route, a tcp route).
+// Only that route is rendered, as the "pt_" backend; the Runtime API
+// path (applyRuntime) finds its servers by the same rule.
+func passthroughRoute(h routing.Host) int {
+	if h.TLS == nil || !h.TLS.Passthrough || h.RedirectTo != "" || len(h.Routes) == 0 || h.Routes[0].Protocol == routing.TCP {
+		return -1
+	}
+	return len(h.Routes) - 1
+}
+
+// httpHost builds one host's rules and backends. A passthrough host has
+// no rules and one backend, its passthrough route's (none when
+// Settings.TLSSocket is "").
 func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (Host, []Backend, []Skip, error) {
 	host := Host{Name: h.Name, Names: h.Names(), ACL: hostACL(h.Name)}
 	var skips []Skip
+	if i := passthroughRoute(h); i >= 0 {
+		// Plain HTTP goes to HTTPS: the backends speak only TLS.
+		host.Passthrough, host.Redirect = true, true
+		r := h.Routes[i]
+		if s.TLSSocket == "" {
+			skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: "SNI passthrough needs a unix socket for the https frontend, and none is configured; its TLS connections are not passed through (plain HTTP is still redirected to HTTPS)"})
+			return host, nil, skips, nil
+		}
+		be, skip, err := passthroughBackend(h.Name, r)
+		if err != nil {
+			return Host{}, nil, nil, err
+		}
+		if skip != "" {
+			skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: skip})
+		}
+		return host, []Backend{be}, skips, nil
+	}
 	if h.TLS != nil {
 		c, skip, err := hostCert(h, s)
 		if err != nil {
@@ -687,6 +767,47 @@ func httpBackend(host string, r routing.Route, ca string) (Backend, error) {
 		return Backend{}, err
 	}
 	return be, be.addServers(r, where)
+}
+
+// passthroughBackend builds the backend of a passthrough route: mode tcp,
+// the route's balance and servers, a health check over TLS. What applies
+// only to HTTP (a sticky cookie, backend options, TLS to the backends) is
+// left out, and skip says so.
+func passthroughBackend(host string, r routing.Route) (Backend, string, error) {
+	where := fmt.Sprintf("host %s route %s", host, r.Path)
+	if err := checkPath(r.Path); err != nil {
+		return Backend{}, "", fmt.Errorf("%s: %w", where, err)
+	}
+	be := Backend{Name: backendName("pt", host, r.Path), Host: host, Route: r.Path, Mode: "tcp", Passthrough: true}
+	if err := common(&be, r, where); err != nil {
+		return Backend{}, "", err
+	}
+	var ignored []string
+	if r.StickyCookie != "" {
+		ignored = append(ignored, "the sticky cookie")
+	}
+	if len(be.Options) > 0 {
+		ignored = append(ignored, "the backend options")
+		be.Options = nil
+	}
+	if r.BackendTLS != nil {
+		ignored = append(ignored, "ssl_backend (the backends terminate TLS themselves)")
+	}
+	var skip string
+	if len(ignored) > 0 {
+		skip = "SNI passthrough: " + strings.Join(ignored, ", ") + " ignored; the proxy never sees the HTTP inside the TLS connection"
+	}
+	var err error
+	if be.Check, err = check(host, r, where); err != nil {
+		return Backend{}, "", err
+	}
+	if be.Check != nil {
+		// The backends speak only TLS: so does the check. Their
+		// certificate is theirs to show, not the proxy's to verify.
+		ms, _ := ms(be.Check.Interval)
+		be.ServerOptions = []string{"check", "inter", ms, "check-ssl", "verify", "none", "check-sni", host}
+	}
+	return be, skip, be.addServers(r, where)
 }
 
 // tcpHost builds a tcp host and its backend; be is nil when tcp routes are

@@ -265,7 +265,7 @@ func TestCheckTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Validated || res.Hosts != 6 || res.Backends != 8 {
+	if !res.Validated || res.Hosts != 7 || res.Backends != 9 { // SampleTable, passthrough host included
 		t.Errorf("result %+v", res)
 	}
 	broken, _ := ParseTemplate("broken.tmpl", DefaultTemplate+"\nbackend x\n    bogus-keyword\n")

@@ -23,8 +23,8 @@ type CheckResult struct {
 // nested context roots, a rewrite, websocket endpoints, every balance
 // algorithm, TLS with the default and a named certificate, an ssl_only
 // redirect, backends over TLS with and without verification, a route
-// without backends, a default host, a redirecting host and a sticky
-// cookie.
+// without backends, a default host, a redirecting host, a sticky
+// cookie and SNI passthrough.
 func SampleTable() routing.Table {
 	b := func(addrs ...string) []routing.Backend {
 		var out []routing.Backend
@@ -47,6 +47,9 @@ func SampleTable() routing.Table {
 		}},
 		{Name: "named.example.com", TLS: &routing.TLS{CertFile: "named/cert.pem", KeyFile: "named/key.pem"}, Routes: []routing.Route{
 			{Path: "/", BackendTLS: &routing.BackendTLS{Verify: false}, Backends: b("127.0.0.1:32774")},
+		}},
+		{Name: "pass.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{
+			{Path: "/", Backends: b("127.0.0.1:32777")},
 		}},
 	}}
 	t.Normalize()

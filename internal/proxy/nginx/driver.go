@@ -82,8 +82,27 @@ type Options struct {
 	// ContainerConfigPath is where the file goes inside the containers
 	// (Copy). Default /etc/nginx/nginx.conf.
 	ContainerConfigPath string
-	Logger              *slog.Logger
+	// StreamModule is the file of nginx's stream module, which SNI
+	// passthrough (routing.TLS.Passthrough) needs: loaded with load_module
+	// only when a passthrough host is rendered. Default DefaultStreamModule
+	// (Debian's libnginx-mod-stream); StreamModuleBuiltIn for an nginx
+	// built with the stream module compiled in.
+	StreamModule string
+	Logger       *slog.Logger
 }
+
+// DefaultStreamModule is where Debian's libnginx-mod-stream puts nginx's
+// stream module (with ssl_preread and realip in it).
+const DefaultStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+// StreamModuleBuiltIn as Options.StreamModule says that nginx has the
+// stream module compiled in (--with-stream): no load_module is rendered.
+const StreamModuleBuiltIn = "builtin"
+
+// containerSocketDir is where the internal sockets of SNI passthrough are
+// in the container modes: a directory of each container's own (the shared
+// directory of mode volume would have them collide).
+const containerSocketDir = "/run"
 
 // Stats are the driver's counters since it was created.
 type Stats struct {
@@ -155,18 +174,32 @@ func New(opts Options) (*Driver, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	switch opts.StreamModule {
+	case "":
+		opts.StreamModule = DefaultStreamModule
+	case StreamModuleBuiltIn:
+	default:
+		if !filepath.IsAbs(opts.StreamModule) {
+			return nil, fmt.Errorf("nginx: stream module %q must be an absolute path (or %q)", opts.StreamModule, StreamModuleBuiltIn)
+		}
+	}
 	d := &Driver{opts: opts, tmpl: opts.Template, log: opts.Logger}
 	s := Settings{
 		HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, CertDir: opts.CertDir, Profile: opts.Profile,
 		DefaultCert: filepath.Join(opts.StateDir, defaultCertName), DefaultKey: filepath.Join(opts.StateDir, defaultKeyName),
-		CertMissing: unreadable,
+		CertMissing: unreadable, StreamModule: opts.StreamModule, ModuleMissing: unreadable, SocketDir: opts.StateDir,
+	}
+	if s.StreamModule == StreamModuleBuiltIn {
+		s.StreamModule = ""
 	}
 	local := localTarget{bin: opts.Binary, live: opts.ConfigPath, scratch: filepath.Join(opts.StateDir, "scratch"), log: opts.Logger}
 	switch opts.Mode {
 	case Supervise, "":
 		d.opts.Mode = Supervise
 		s.Runtime = Runtime{PidFile: filepath.Join(opts.StateDir, "nginx.pid"), ErrorLog: "stderr", TempDir: filepath.Join(opts.StateDir, "tmp")}
-		local.reloader = newSupervisor(opts.Binary, opts.StateDir, opts.ConfigPath, s.Runtime.PidFile, opts.Logger)
+		sup := newSupervisor(opts.Binary, opts.StateDir, opts.ConfigPath, s.Runtime.PidFile, opts.Logger)
+		sup.sockets = []string{filepath.Join(s.SocketDir, socketTLS), filepath.Join(s.SocketDir, socketRelay)}
+		local.reloader = sup
 		d.target = &local
 	case PidFile:
 		if opts.PidFile == "" {
@@ -181,6 +214,7 @@ func New(opts Options) (*Driver, error) {
 		}
 		dir := filepath.Dir(opts.ConfigPath)
 		s.DefaultCert, s.DefaultKey = filepath.Join(dir, defaultCertName), filepath.Join(dir, defaultKeyName)
+		s.SocketDir = containerSocketDir
 		local.reloader = containerReloader{opts.Containers}
 		d.target = &local
 	case Copy:
@@ -190,8 +224,10 @@ func New(opts Options) (*Driver, error) {
 		dir := filepath.Dir(opts.ContainerConfigPath)
 		s.DefaultCert, s.DefaultKey = filepath.Join(dir, defaultCertName), filepath.Join(dir, defaultKeyName)
 		// The certificate directory is the containers'; Interlock may not
-		// see it, and nginx -t inside the container checks it anyway.
-		s.CertMissing = nil
+		// see it, and nginx -t inside the container checks it anyway, as
+		// it does the stream module.
+		s.CertMissing, s.ModuleMissing = nil, nil
+		s.SocketDir = containerSocketDir
 		d.target = &copyTarget{containers: opts.Containers, path: opts.ContainerConfigPath,
 			certPath: s.DefaultCert, keyPath: s.DefaultKey, stateDir: opts.StateDir}
 	default:
@@ -201,7 +237,7 @@ func New(opts Options) (*Driver, error) {
 	// Fail now, not at the first event, when a setting cannot reach the
 	// file: addresses nginx cannot listen on, paths nginxString refuses,
 	// a template that fails on an empty table.
-	for _, p := range []string{opts.CertDir, s.DefaultCert, s.DefaultKey, s.Runtime.PidFile, s.Runtime.TempDir} {
+	for _, p := range []string{opts.CertDir, s.DefaultCert, s.DefaultKey, s.Runtime.PidFile, s.Runtime.TempDir, s.StreamModule} {
 		if _, err := nginxString(p); err != nil {
 			return nil, fmt.Errorf("nginx: path %q cannot be written into nginx.conf: %w", p, err)
 		}

@@ -49,6 +49,14 @@ func newLocal(t *testing.T, tmpl *Template, mode Mode, pidFile string) *localNgi
 	t.Helper()
 	bin := testenv.NginxBinary(t)
 	dir := t.TempDir()
+	// nginx's workers (nobody, under a root master) connect to the unix
+	// sockets of SNI passthrough in the state directory: they must reach
+	// it, as under /var/lib. t.TempDir makes its directories 0700.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l := &localNginx{http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), https: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), dir: dir}
 	d, err := New(Options{
 		Template: tmpl, HTTPAddr: l.http, HTTPSAddr: l.https,
@@ -272,7 +280,16 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 			s.CertDir = certDir
 			s.DefaultCert, s.DefaultKey = filepath.Join(state, defaultCertName), filepath.Join(state, defaultKeyName)
 			s.Runtime = Runtime{PidFile: filepath.Join(state, tc.name+".pid"), ErrorLog: "stderr", TempDir: filepath.Join(state, "tmp")}
+			s.SocketDir = state
+			if strings.HasPrefix(tc.name, "ssl_passthrough") {
+				requireStreamModule(t)
+			}
 			conf := renderCase(t, tc, s)
+			if tc.name == "ssl_passthrough_module_builtin" {
+				// Debian's stream module is dynamic: load it as an nginx
+				// built with it would have it, and check the rest.
+				conf = append([]byte("load_module "+DefaultStreamModule+";\n"), conf...)
+			}
 			file := filepath.Join(dir, tc.name+".conf")
 			if err := os.WriteFile(file, conf, 0o644); err != nil {
 				t.Fatal(err)
@@ -282,6 +299,20 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requireStreamModule skips the test when Debian's nginx stream module
+// (SNI passthrough) is not installed, or fails it under CI=true (CI must
+// never pass by skipping).
+func requireStreamModule(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(DefaultStreamModule); err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("nginx's stream module %s is not installed (Debian package libnginx-mod-stream)", DefaultStreamModule)
+	}
+	t.Skipf("skipping: nginx's stream module %s is not installed (apt-get install libnginx-mod-stream)", DefaultStreamModule)
 }
 
 // listening reports whether something accepts connections on addr.

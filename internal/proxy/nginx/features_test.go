@@ -228,11 +228,34 @@ func TestDefaultHostOverHTTPS(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if want := "https://nobody.test:" + port + "/x?y=1"; got.code != 308 || got.header.Get("Location") != want {
-			return fmt.Errorf("got %d Location %q, want 308 %q", got.code, got.header.Get("Location"), want)
+		if want := "https://nobody.test:" + port + "/x?y=1"; got.code != 301 || got.header.Get("Location") != want {
+			return fmt.Errorf("got %d Location %q, want 301 %q", got.code, got.header.Get("Location"), want)
 		}
 		return nil
 	})
+	// 301 for GET and HEAD, 308 for the rest, as the built-in proxy answers.
+	n, _ := strconv.Atoi(port)
+	ref := builtinRedirecting(t, tb, n)
+	for _, tc := range []struct {
+		method, host string
+		code         int
+	}{
+		{http.MethodGet, "nobody.test", 301},
+		{http.MethodHead, "nobody.test", 301},
+		{http.MethodPost, "nobody.test", 308},
+		{http.MethodGet, "fallback.test", 301},
+		{http.MethodPost, "fallback.test", 308},
+		{http.MethodPut, "fallback.test", 308},
+	} {
+		want := "https://" + tc.host + ":" + port + "/f?g=2"
+		for name, addr := range map[string]string{"nginx": l.http, "builtin": ref} {
+			got := send(t, tc.method, addr, tc.host, "/f?g=2", "")
+			if got.code != tc.code || got.header.Get("Location") != want || got.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s: %s %s answered %d Location %q Cache-Control %q, want %d %q no-store",
+					name, tc.method, tc.host, got.code, got.header.Get("Location"), got.header.Get("Cache-Control"), tc.code, want)
+			}
+		}
+	}
 }
 
 func TestRedirectHost(t *testing.T) {

@@ -93,6 +93,12 @@ func FuzzRender(f *testing.F) {
 // every proxy_pass an upstream of the view, and the blocks add up.
 func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v View) {
 	t.Helper()
+	checkStream(t, ds, v)
+	for _, d := range ds {
+		if d.name == "http" {
+			ds = d.children // the rest is http{}'s
+		}
+	}
 	names := map[string]bool{}
 	for _, h := range table.Hosts {
 		for _, n := range h.Names() {
@@ -193,6 +199,84 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 	if !slices.IsSortedFunc(v.Servers, func(a, b Server) int { return strings.Compare(a.Host, b.Host) }) {
 		t.Fatal("servers are not in host order")
 	}
+	for _, d := range find(ds, "listen") {
+		if a := d.args[0]; a != v.HTTP.Addr && a != v.TLSListen.Addr {
+			t.Fatalf("listen %q is neither the HTTP address nor the TLS servers'", d.args)
+		}
+	}
+}
+
+// checkStream checks the stream block of SNI passthrough: there exactly
+// when the view has passthrough hosts, every map key a passthrough name
+// and every value, upstream and listen address one of the view.
+func checkStream(t *testing.T, ds []*directive, v View) {
+	t.Helper()
+	var stream []*directive
+	loads := 0
+	for _, d := range ds {
+		switch d.name {
+		case "stream":
+			stream = append(stream, d)
+		case "load_module":
+			loads++
+			if v.Passthrough == nil || len(d.args) != 1 || d.args[0] != v.Passthrough.Module {
+				t.Fatalf("load_module %q is not the view's stream module", d.args)
+			}
+		}
+	}
+	if v.Passthrough == nil {
+		if len(stream) > 0 || loads > 0 {
+			t.Fatal("a stream block or load_module without passthrough hosts")
+		}
+		return
+	}
+	if len(stream) != 1 || loads > 1 {
+		t.Fatalf("%d stream blocks and %d load_module, want 1 and at most 1", len(stream), loads)
+	}
+	p := v.Passthrough
+	names := map[string]string{} // passthrough name -> its upstream
+	ups := map[string]bool{"interlock_tls": true, "interlock_passthrough": true}
+	for _, h := range p.Hosts {
+		ups[h.Upstream.Name] = true
+		for _, n := range h.Names {
+			names[n] = h.Upstream.Name
+		}
+	}
+	for _, m := range find(stream[0].children, "map") {
+		for _, e := range m.children {
+			if len(e.args) != 1 {
+				t.Fatalf("map entry %s %q", e.name, e.args)
+			}
+			if e.name == "default" {
+				if e.args[0] != "interlock_tls" {
+					t.Fatalf("map default %q", e.args)
+				}
+				continue
+			}
+			up, ok := names[e.name]
+			if !ok || e.quotedName || (e.args[0] != up && e.args[0] != "interlock_passthrough") {
+				t.Fatalf("map entry %s %q is not a passthrough name of the view", e.name, e.args)
+			}
+		}
+	}
+	for _, d := range find(stream[0].children, "upstream") {
+		if len(d.args) != 1 || !ups[d.args[0]] {
+			t.Fatalf("stream upstream %q is not one of the view", d.args)
+		}
+	}
+	for _, d := range find(stream[0].children, "proxy_pass") {
+		if len(d.args) != 1 || d.args[0] != "$interlock_sni_next" && d.args[0] != "$interlock_passthrough_upstream" {
+			t.Fatalf("stream proxy_pass %q", d.args)
+		}
+	}
+	for _, d := range find(stream[0].children, "listen") {
+		if !(len(d.args) == 1 && d.args[0] == v.HTTPS.Addr || len(d.args) == 2 && d.args[0] == p.Relay && d.args[1] == "proxy_protocol") {
+			t.Fatalf("stream listen %q", d.args)
+		}
+	}
+	if got := len(find(stream[0].children, "server")) - len(find(find(stream[0].children, "upstream"), "server")); got != 2 {
+		t.Fatalf("%d stream server blocks, want 2", got)
+	}
 }
 
 // fuzzService is one Swarm service with com.docker.lb labels and two tasks;
@@ -213,8 +297,8 @@ func fuzzService(id string, labels map[string]string) docker.Service {
 }
 
 // FuzzRenderService is FuzzRender for the Swarm labels this driver renders
-// beyond the container ones: the default backend, redirects and sticky
-// cookies, through discovery's grammars.
+// beyond the container ones: the default backend, redirects, sticky
+// cookies and SNI passthrough, through discovery's grammars.
 func FuzzRenderService(f *testing.F) {
 	seeds := [][5]string{
 		{"shop.example.com,www.shop.example.com", "SESSION", "http://old.example.com,https://shop.example.com", "/", "true"},
@@ -224,14 +308,14 @@ func FuzzRenderService(f *testing.F) {
 		{"a.test", "s\"id", "http://b.test,https://c.test$request_uri", "/", "true"},
 		{"a.test", "", "http://b.test,http://c.test", "", ""},
 	}
-	for _, s := range seeds {
-		f.Add(s[0], s[1], s[2], s[3], s[4], true)
+	for i, s := range seeds {
+		f.Add(s[0], s[1], s[2], s[3], s[4], true, i%2 == 0)
 	}
 	tmpl, err := LoadTemplate("")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, hosts, cookie, redirects, root, dflt string, ipHash bool) {
+	f.Fuzz(func(t *testing.T, hosts, cookie, redirects, root, dflt string, ipHash, passthrough bool) {
 		labels := map[string]string{
 			"com.docker.lb.hosts": hosts, "com.docker.lb.port": "8080", "com.docker.lb.network": "app",
 			"com.docker.lb.sticky_session_cookie": cookie, "com.docker.lb.redirects": redirects,
@@ -239,6 +323,9 @@ func FuzzRenderService(f *testing.F) {
 		}
 		if ipHash {
 			labels["com.docker.lb.ip_hash"] = "true"
+		}
+		if passthrough {
+			labels["com.docker.lb.ssl_passthrough"] = "true"
 		}
 		other := map[string]string{"com.docker.lb.hosts": "other.test", "com.docker.lb.port": "8080", "com.docker.lb.network": "app",
 			"com.docker.lb.sticky_session_cookie": cookie, "com.docker.lb.default_backend": dflt}

@@ -44,8 +44,9 @@ func goldenSettings() Settings {
 		HTTPAddr: ":80", HTTPSAddr: ":443",
 		CertDir:     "/etc/interlock/certs",
 		DefaultCert: "/var/lib/interlock/nginx/default.crt", DefaultKey: "/var/lib/interlock/nginx/default.key",
-		Profile: p,
-		Runtime: Runtime{PidFile: "/var/lib/interlock/nginx/nginx.pid", ErrorLog: "stderr", TempDir: "/var/lib/interlock/nginx/tmp"},
+		Profile:      p,
+		Runtime:      Runtime{PidFile: "/var/lib/interlock/nginx/nginx.pid", ErrorLog: "stderr", TempDir: "/var/lib/interlock/nginx/tmp"},
+		StreamModule: DefaultStreamModule, SocketDir: "/var/lib/interlock/nginx",
 	}
 }
 
@@ -128,6 +129,37 @@ func goldenCases() []goldenCase {
 		{name: "sticky_cookie_source", table: table(host("shop.example.com", bal(sticky(route("/", "10.0.0.1:8080", "10.0.0.2:8080"), "SID"), routing.Source)))},
 		{name: "sticky_cookie_leastconn", table: table(host("shop.example.com", bal(sticky(route("/", "10.0.0.1:8080", "10.0.0.2:8080"), "SID"), routing.LeastConn)))},
 		{name: "sticky_cookie_no_backend", table: table(host("shop.example.com", sticky(route("/"), "SID")))},
+		// SNI passthrough (com.docker.lb.ssl_passthrough): the stream block,
+		// the HTTPS servers behind it on a unix socket, plain HTTP
+		// redirected; the "/" route's backends take the connections.
+		{name: "ssl_passthrough", table: table(
+			withTLS(routing.Host{Name: "pass.example.com", Aliases: []string{"www.pass.example.com"},
+				Routes: []routing.Route{route("/", "10.0.0.1:8443", "10.0.0.2:8443"), route("/api", "10.0.0.3:8443")}}, routing.TLS{Passthrough: true}),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:1")), routing.TLS{Only: true}),
+			host("plain.example.com", route("/", "127.0.0.1:2")))},
+		// The shortest route when none is "/"; balance source hashes the
+		// client's address; a passthrough host without backends is left
+		// to the HTTPS servers (which refuse its handshake); a sticky
+		// cookie cannot apply.
+		{name: "ssl_passthrough_routes", table: table(
+			withTLS(host("a.example.com", sticky(bal(route("/app", "10.0.0.1:443", "[fd00::2]:443"), routing.Source), "SID"), route("/app/v2", "10.0.0.3:443")), routing.TLS{Passthrough: true}),
+			withTLS(host("b.example.com", bal(route("/", "10.0.0.4:443"), routing.LeastConn)), routing.TLS{Passthrough: true}),
+			withTLS(host("c.example.com", bal(route("/", "10.0.0.5:443"), routing.Random)), routing.TLS{Passthrough: true}),
+			withTLS(host("empty.example.com", route("/")), routing.TLS{Passthrough: true}))},
+		{name: "ssl_passthrough_default_host", table: table(
+			dflt(withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true})),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:1")), routing.TLS{}),
+			host("plain.example.com", route("/", "127.0.0.1:2"))),
+			settings: func(s *Settings) { s.HTTPAddr, s.HTTPSAddr = "127.0.0.1:8080", "127.0.0.1:8443" }},
+		{name: "ssl_passthrough_module_builtin", table: table(
+			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true})),
+			settings: func(s *Settings) { s.StreamModule = "" }},
+		// Without the stream module, passthrough is left out (reported),
+		// not the whole file; plain HTTP is still redirected.
+		{name: "ssl_passthrough_module_missing", table: table(
+			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true}),
+			host("plain.example.com", route("/", "127.0.0.1:2"))),
+			settings: func(s *Settings) { s.ModuleMissing = func(string) bool { return true } }},
 	}
 }
 

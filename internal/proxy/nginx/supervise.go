@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -23,6 +24,10 @@ import (
 type supervisor struct {
 	bin, prefix, conf, pidFile string
 	log                        *slog.Logger
+	// sockets are the unix sockets the configuration may listen on (SNI
+	// passthrough's): one that an nginx killed outright left behind is
+	// removed before a start, or the bind would fail.
+	sockets []string
 
 	mu       sync.Mutex
 	proc     *os.Process
@@ -77,6 +82,7 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 		return fmt.Errorf("start nginx: %w", err)
 	}
 	_ = os.Remove(s.pidFile)
+	removeStaleSockets(s.sockets)
 	cmd := exec.Command(s.bin, "-p", s.prefix+"/", "-e", "stderr", "-c", s.conf, "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = w, w
 	// If Interlock dies without stopping it, nginx gets SIGQUIT and leaves
@@ -256,5 +262,25 @@ func isClosed(c chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// removeStaleSockets removes each unix socket in paths that nothing
+// listens on any more (nginx removes its sockets when it stops, but not
+// when it is killed): a socket someone still accepts on stays.
+func removeStaleSockets(paths []string) {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode().Type() != os.ModeSocket {
+			continue
+		}
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			_ = c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			_ = os.Remove(p)
+		}
 	}
 }

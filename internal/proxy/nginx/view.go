@@ -25,6 +25,15 @@ import (
 type View struct {
 	// HTTP and HTTPS are where nginx listens.
 	HTTP, HTTPS Listen
+	// TLSListen is where the HTTPS servers of http{} listen: the HTTPS
+	// address, or, with Passthrough, an internal unix socket the stream
+	// block hands them the connections it does not pass through, with a
+	// PROXY protocol header carrying the client's address.
+	TLSListen TLSListen
+	// Passthrough is the SNI passthrough of the HTTPS address
+	// (routing.TLS.Passthrough): nil when no passthrough host has a
+	// backend, and then no stream block is rendered.
+	Passthrough *Passthrough
 	// RedirectPort is what an ssl_only redirect appends to $host: "" when
 	// HTTPS listens on 443, else ":PORT".
 	RedirectPort string
@@ -54,8 +63,9 @@ type View struct {
 	// DefaultTLS: over HTTPS they are refused (as without a default host)
 	// rather than answered by the default host.
 	PlainNames []string
-	// Redirects is true when a server redirects (Server.RedirectTo): the
-	// template then renders the map that picks 301 or 308 by method.
+	// Redirects is true when a server redirects (Server.RedirectTo or
+	// Server.RedirectHTTPS): the template then renders the map that picks
+	// 301 or 308 by method.
 	Redirects bool
 	// Sticky is true when an upstream has a sticky cookie: the template
 	// then renders the map of the address that answered last.
@@ -69,6 +79,62 @@ type Listen struct {
 	Addr string
 	// Port is the port alone.
 	Port string
+}
+
+// TLSListen is the listen address of the HTTPS servers of http{}.
+type TLSListen struct {
+	// Addr is the listen argument: View.HTTPS.Addr, or "unix:PATH".
+	Addr string
+	// ProxyProtocol is true behind the stream block: the listener takes a
+	// PROXY protocol header (listen ... proxy_protocol), which only the
+	// unix socket's clients may send (set_real_ip_from unix:), and
+	// $remote_addr becomes the client's address.
+	ProxyProtocol bool
+}
+
+// Passthrough is the stream block that routes the HTTPS address by the
+// server name of each ClientHello (ssl_preread): a passthrough host's
+// connections go byte for byte to one of its backends, which terminates
+// TLS itself; every other connection goes to the HTTPS servers of http{}
+// (View.TLSListen). The stream block sends a PROXY protocol header on
+// both ways, so passthrough connections take a second hop, the Relay
+// server, which reads it (the client's address then balances, as
+// $remote_addr) and connects to the backend without one: the backend
+// sees the proxy's address.
+type Passthrough struct {
+	// Module is the load_module argument of nginx's stream module (a
+	// dynamic module in Debian's nginx); "" when it is compiled in.
+	Module string
+	// Terminate is View.TLSListen.Addr, the upstream of every connection
+	// that is not passed through ("unix:PATH").
+	Terminate string
+	// Relay is the listen address of the second hop ("unix:PATH").
+	Relay string
+	// Hosts are the passthrough hosts with a backend, sorted by name.
+	Hosts []PassthroughHost
+}
+
+// PassthroughHost is one passthrough host: connections whose SNI is one
+// of Names go to Upstream.
+type PassthroughHost struct {
+	Host  string
+	Names []string
+	// Route is the route whose backends take the connections: the host's
+	// "/" route, or else its shortest path (as the built-in proxy).
+	Route    string
+	Upstream StreamUpstream
+}
+
+// StreamUpstream is a stream upstream block: a passthrough route's
+// backends.
+type StreamUpstream struct {
+	// Name is "pt_" + host + "_" + 10 hex digits, like an http upstream.
+	Name string
+	// Balance is "" (round robin), "least_conn" or "random"; HashClient
+	// replaces it for balance source: "hash $remote_addr consistent".
+	Balance    string
+	HashClient bool
+	Servers    []UpstreamServer
 }
 
 // Runtime holds the paths of the nginx process. An empty field means the
@@ -201,6 +267,16 @@ type Server struct {
 	// Cache-Control: no-store, as the built-in proxy answers. Such a
 	// server has no locations.
 	RedirectTo string
+	// RedirectHTTPS makes the plain-HTTP server redirect every request to
+	// https://$host[:PORT]$request_uri (View.RedirectPort): 301 for GET
+	// and HEAD, 308 otherwise, with Cache-Control: no-store, as the
+	// built-in proxy answers. Set for ssl_only hosts (TLS.Only) and
+	// passthrough hosts.
+	RedirectHTTPS bool
+	// Passthrough marks a passthrough host (routing.TLS.Passthrough): its
+	// TLS connections are View.Passthrough's, so it has no HTTPS server
+	// (TLS is nil) and no locations; plain HTTP is redirected.
+	Passthrough bool
 }
 
 // ServerTLS is a host's certificate, as paths nginx reads.
@@ -269,7 +345,28 @@ type Settings struct {
 	// plain HTTP only and listed in View.Skipped, rather than failing the
 	// whole file. The default certificate is not checked.
 	CertMissing func(path string) bool
+	// StreamModule is the load_module argument for nginx's stream module,
+	// rendered only with passthrough hosts; "" when nginx has it compiled
+	// in. ModuleMissing, when set, reports whether that file cannot be
+	// read: passthrough hosts are then left out of the stream block (and
+	// listed in View.Skipped) rather than failing the whole file.
+	StreamModule  string
+	ModuleMissing func(path string) bool
+	// SocketDir is where the internal unix sockets of SNI passthrough are
+	// (socketTLS, socketRelay), as nginx sees it; "" leaves passthrough
+	// hosts out of the stream block (listed in View.Skipped).
+	SocketDir string
 }
+
+// The internal unix sockets of SNI passthrough, in Settings.SocketDir.
+const (
+	socketTLS   = "interlock-tls.sock"
+	socketRelay = "interlock-passthrough.sock"
+)
+
+// maxSocketPath is the longest unix socket path nginx takes (sun_path is
+// 108 bytes, NUL included).
+const maxSocketPath = 107
 
 // Tuning that is not a setting.
 const (
@@ -308,16 +405,20 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		v.TLS.Ciphers = p.OpenSSLCiphers()
 	}
 	sticky := 0
+	var through []PassthroughHost
 	for _, h := range t.Hosts {
-		srv, ups, skips, err := server(h, s, v.BackendCA, &sticky)
+		srv, ups, pt, skips, err := server(h, s, v.BackendCA, &sticky)
 		if err != nil {
 			return View{}, err
 		}
 		v.Skipped = append(v.Skipped, skips...)
-		if len(srv.Locations) == 0 && srv.RedirectTo == "" {
+		if len(srv.Locations) == 0 && srv.RedirectTo == "" && !srv.Passthrough {
 			// Only tcp routes (or none): nothing for nginx to answer, and
 			// not a default host either, as in the built-in proxy.
 			continue
+		}
+		if pt != nil {
+			through = append(through, *pt)
 		}
 		if srv.TLS != nil {
 			v.TLS.Enabled = true
@@ -328,11 +429,23 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			}
 			v.Default, v.DefaultTLS, srv.Default = h.Name, srv.TLS != nil, true
 		}
-		v.Redirects = v.Redirects || srv.RedirectTo != ""
+		v.Redirects = v.Redirects || srv.RedirectTo != "" || srv.RedirectHTTPS
 		v.Servers = append(v.Servers, srv)
 		v.Upstreams = append(v.Upstreams, ups...)
 	}
 	v.Sticky = sticky > 0
+	v.TLSListen = TLSListen{Addr: v.HTTPS.Addr}
+	if len(through) > 0 {
+		pt, reason := passthroughView(s, through)
+		if reason != "" {
+			for _, h := range through {
+				v.Skipped = append(v.Skipped, Skip{Host: h.Host, Path: h.Route, Reason: reason})
+			}
+		} else {
+			v.Passthrough, v.TLS.Enabled = pt, true
+			v.TLSListen = TLSListen{Addr: pt.Terminate, ProxyProtocol: true}
+		}
+	}
 	if v.DefaultTLS {
 		for _, srv := range v.Servers {
 			if srv.TLS == nil {
@@ -370,12 +483,50 @@ func listen(addr string) (Listen, error) {
 	return Listen{Addr: host + ":" + port, Port: port}, nil
 }
 
-// server builds one host's server, its upstreams and what it skipped.
+// passthroughView builds the stream block for the passthrough hosts, or
+// says why it cannot be rendered: the stream module or the socket
+// directory is missing.
+func passthroughView(s Settings, hosts []PassthroughHost) (*Passthrough, string) {
+	const leftOut = "; its TLS connections are not passed through (plain HTTP is still redirected to HTTPS)"
+	if s.StreamModule != "" && s.ModuleMissing != nil && s.ModuleMissing(s.StreamModule) {
+		return nil, fmt.Sprintf("SNI passthrough needs nginx's stream module, and %s cannot be read (Debian package libnginx-mod-stream)%s", s.StreamModule, leftOut)
+	}
+	if s.SocketDir == "" {
+		return nil, "SNI passthrough needs a directory for its unix sockets, and none is configured" + leftOut
+	}
+	sock := func(name string) (string, error) {
+		p := filepath.Join(s.SocketDir, name)
+		if len(p) > maxSocketPath {
+			return "", fmt.Errorf("SNI passthrough: the unix socket path %s is %d bytes, over the %d nginx takes; choose a shorter state directory", p, len(p), maxSocketPath)
+		}
+		w, err := nginxWord("unix:" + p)
+		if err != nil {
+			return "", fmt.Errorf("SNI passthrough: the unix socket path %s cannot stand unquoted in nginx.conf; choose a state directory of letters, digits and ._-/ only", p)
+		}
+		return w, nil
+	}
+	terminate, err := sock(socketTLS)
+	if err != nil {
+		return nil, err.Error() + leftOut
+	}
+	relay, err := sock(socketRelay)
+	if err != nil {
+		return nil, err.Error() + leftOut
+	}
+	return &Passthrough{Module: s.StreamModule, Terminate: terminate, Relay: relay, Hosts: hosts}, ""
+}
+
+// server builds one host's server, its upstreams, its passthrough (nil
+// unless it is a passthrough host with a backend) and what it skipped.
 // sticky counts the sticky upstreams so far, for their variable names.
-func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstream, []Skip, error) {
+func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstream, *PassthroughHost, []Skip, error) {
 	srv := Server{Host: h.Name, Names: h.Names(), CatchAll: true}
 	var skips []Skip
-	if h.TLS != nil {
+	// A passthrough host's TLS connections never reach http{}: it has no
+	// certificate and no HTTPS server. A redirecting host has no backend
+	// to pass them to, so its TLS settings apply as for any TLS host.
+	pass := h.TLS != nil && h.TLS.Passthrough && h.RedirectTo == ""
+	if h.TLS != nil && !pass {
 		tl := &ServerTLS{Cert: s.DefaultCert, Key: s.DefaultKey, Only: h.TLS.Only}
 		if h.TLS.CertFile != "" {
 			tl.Cert = filepath.Join(s.CertDir, h.TLS.CertFile)
@@ -386,18 +537,19 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 			skips = append(skips, Skip{Host: h.Name, Reason: fmt.Sprintf("certificate %s or key %s cannot be read; the host is served over plain HTTP only", tl.Cert, tl.Key)})
 		default:
 			srv.TLS = tl
+			srv.RedirectHTTPS = tl.Only
 		}
 	}
 	if h.RedirectTo != "" {
 		if len(h.Routes) > 0 {
-			return Server{}, nil, nil, fmt.Errorf("host %s both redirects and has routes: a host either serves or redirects", h.Name)
+			return Server{}, nil, nil, nil, fmt.Errorf("host %s both redirects and has routes: a host either serves or redirects", h.Name)
 		}
 		to, err := redirectTarget(h.RedirectTo)
 		if err != nil {
-			return Server{}, nil, nil, fmt.Errorf("host %s: %w", h.Name, err)
+			return Server{}, nil, nil, nil, fmt.Errorf("host %s: %w", h.Name, err)
 		}
 		srv.RedirectTo, srv.CatchAll = to, false
-		return srv, nil, skips, nil
+		return srv, nil, nil, skips, nil
 	}
 	var http []routing.Route
 	for _, r := range h.Routes {
@@ -406,6 +558,17 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 			continue
 		}
 		http = append(http, r)
+	}
+	if pass {
+		if len(http) == 0 {
+			return srv, nil, nil, skips, nil // nothing to answer, as without passthrough
+		}
+		srv.Passthrough, srv.RedirectHTTPS, srv.CatchAll = true, true, false
+		pt, skip := passthroughHost(h, http[len(http)-1]) // longest path first: the last is "/" or the shortest
+		if skip != "" {
+			skips = append(skips, Skip{Host: h.Name, Path: http[len(http)-1].Path, Reason: skip})
+		}
+		return srv, nil, pt, skips, nil
 	}
 	var ups []Upstream
 	for _, r := range http {
@@ -423,7 +586,7 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 			if r.StickyCookie != "" {
 				st, skip, err := stickyView(h.Name, r, up.Servers, fmt.Sprintf("interlock_sticky_%d", *sticky))
 				if err != nil {
-					return Server{}, nil, nil, err
+					return Server{}, nil, nil, nil, err
 				}
 				if skip != "" {
 					skips = append(skips, Skip{Host: h.Name, Path: r.Path, Reason: skip})
@@ -441,7 +604,41 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 		}
 		srv.Locations = append(srv.Locations, locs...)
 	}
-	return srv, ups, skips, nil
+	return srv, ups, nil, skips, nil
+}
+
+// passthroughHost builds a passthrough host's stream upstream from the
+// route r that takes its connections; nil when r has no backend (its
+// connections then go to the HTTPS servers, which refuse the handshake).
+// skip says what of the route does not apply to a connection nginx never
+// decrypts.
+func passthroughHost(h routing.Host, r routing.Route) (*PassthroughHost, string) {
+	var skip string
+	if r.StickyCookie != "" {
+		skip = "SNI passthrough: the sticky cookie is ignored; the proxy never sees the HTTP inside the TLS connection"
+	}
+	if len(r.Backends) == 0 {
+		return nil, skip
+	}
+	up := StreamUpstream{Name: streamUpstreamName(h.Name, r.Path)}
+	switch r.Balance {
+	case routing.LeastConn:
+		up.Balance = "least_conn"
+	case routing.Random:
+		up.Balance = "random"
+	case routing.Source:
+		up.HashClient = true
+	}
+	for _, b := range r.Backends {
+		up.Servers = append(up.Servers, UpstreamServer{Address: b.Address, MaxFails: maxFails, FailTimeout: failTimeout})
+	}
+	return &PassthroughHost{Host: h.Name, Names: h.Names(), Route: r.Path, Upstream: up}, skip
+}
+
+// streamUpstreamName is upstreamName with the prefix "pt_": the stream
+// upstream of a passthrough route.
+func streamUpstreamName(host, path string) string {
+	return "pt_" + strings.TrimPrefix(upstreamName(host, path), "u_")
 }
 
 // redirectTarget checks a redirect's base URL, as discovery makes it:
