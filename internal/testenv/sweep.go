@@ -73,6 +73,9 @@ func (e *Env) sweep(ctx context.Context, label string, remove func(map[string]st
 		}
 	}
 
+	// Cluster directories (node sockets) once their node containers are gone.
+	errs = append(errs, sweepClusterDirs(label, remove)...)
+
 	ns, err := e.Client.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("sweep: list networks with label %s: %w", label, err))...)
