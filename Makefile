@@ -4,7 +4,9 @@
 GO       ?= go
 PKGS     ?= ./...
 # Debian packages the test suite and benchmarks use: command:package.
-TEST_DEPS  := chromium:chromium nginx:nginx haproxy:haproxy docker-compose:docker-compose
+# nginx's stream module (SNI passthrough) is a package of its own.
+TEST_DEPS  := chromium:chromium nginx:nginx haproxy:haproxy docker-compose:docker-compose pebble:pebble \
+	/usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream
 BENCH_DEPS := wrk:wrk
 
 .PHONY: all build image test deps lint bench bench-go bench-convergence fuzz clean

@@ -29,7 +29,7 @@ func parseContainer(c docker.Container, opts Options) (spec, []routing.Problem) 
 	s := spec{c: c}
 	r.host(&s)
 	r.aliases(&s)
-	r.tls(&s)
+	r.tls(&s, opts)
 	r.route(&s)
 	s.backends = []routing.Backend{{Address: r.address(opts), Container: c.ID, Name: c.Name}}
 	return s, r.problems
@@ -75,13 +75,15 @@ func (r *reader) aliases(s *spec) {
 	}
 }
 
-// tls reads the host's TLS settings. ssl_only implies ssl; so does a
-// certificate. Host.TLS stays nil unless one of them asks for TLS.
-func (r *reader) tls(s *spec) {
+// tls reads the host's TLS settings. ssl_only implies ssl; so do a
+// certificate and ssl_acme. Host.TLS stays nil unless one of them asks for
+// TLS.
+func (r *reader) tls(s *spec, opts Options) {
 	ssl, sslOK := read(r, LabelSSL, parseBool)
 	only, _ := read(r, LabelSSLOnly, parseBool)
 	cert, _ := read(r, LabelSSLCert, parseCertPath)
 	key, _ := read(r, LabelSSLCertKey, parseCertPath)
+	acme, _ := read(r, LabelSSLACME, parseBool)
 	hasCert, hasKey := r.has(LabelSSLCert), r.has(LabelSSLCertKey)
 	switch {
 	case hasCert && !hasKey:
@@ -89,12 +91,16 @@ func (r *reader) tls(s *spec) {
 	case hasKey && !hasCert:
 		r.invalidf(LabelSSLCertKey, "is set without %s, set both (certificate and key) or neither (default certificate)", LabelSSLCert)
 	}
-	if sslOK && !ssl && (only || hasCert || hasKey) {
-		r.invalidf(LabelSSL, "is false, but %s or a certificate asks for TLS, set it to true or remove it", LabelSSLOnly)
+	if acme && (hasCert || hasKey) {
+		r.invalidf(LabelSSLACME, "is true, but %s names a certificate; a host gets its certificate from a file or over ACME, not both, remove one", LabelSSLCert)
 	}
-	if ssl || only || hasCert || hasKey {
-		s.tls = &routing.TLS{CertFile: cert, KeyFile: key, Only: only}
+	if sslOK && !ssl && (only || hasCert || hasKey || acme) {
+		r.invalidf(LabelSSL, "is false, but %s, %s or a certificate asks for TLS, set it to true or remove it", LabelSSLOnly, LabelSSLACME)
 	}
+	if ssl || only || hasCert || hasKey || acme {
+		s.tls = &routing.TLS{CertFile: cert, KeyFile: key, Only: only, ACME: acme}
+	}
+	r.acmeDefault(s.tls, LabelSSLACME, opts)
 }
 
 // route reads the settings of the route this container serves.

@@ -29,6 +29,12 @@ type Options struct {
 	// network and its private port, instead of by published ports. A
 	// container's interlock.network label overrides it for that container.
 	Network string
+	// ACMEDefault makes ACME the default for every TLS host that names no
+	// certificate and is not passed through (Interlock's acme_hosts=all):
+	// such a host gets routing.TLS.ACME unless its interlock.ssl_acme or
+	// com.docker.lb.ssl_acme label says false. Off, only the hosts whose
+	// label says true get it.
+	ACMEDefault bool
 }
 
 // Build computes the routing table for snap and the problems that kept

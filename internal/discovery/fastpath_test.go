@@ -19,6 +19,8 @@ func TestFastPathsAgreeWithSettings(t *testing.T) {
 		{tls: &routing.TLS{Only: true}},
 		{tls: &routing.TLS{CertFile: "c.pem", KeyFile: "k.pem"}},
 		{tls: &routing.TLS{Passthrough: true}},
+		{tls: &routing.TLS{ACME: true}},
+		{tls: &routing.TLS{ACME: true, Only: true}},
 	}
 	for i, a := range hosts {
 		for j, b := range hosts {

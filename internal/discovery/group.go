@@ -164,6 +164,7 @@ var lbEquivalent = map[string]string{
 	LabelSSLOnly:             LabelLBSSLOnly,
 	LabelSSLCert:             LabelLBSSLCert,
 	LabelSSLCertKey:          LabelLBSSLKey,
+	LabelSSLACME:             LabelLBSSLACME,
 	LabelProtocol:            "",
 	LabelContextRootRewrite:  LabelLBContextRootRewrite,
 	LabelWebSocketEndpoint:   LabelLBWebSocketEndpoints,

@@ -113,6 +113,33 @@ func TestBuildGrouping(t *testing.T) {
 			problems: []wantProblem{{id: "b", label: LabelSSLOnly, reason: routing.ReasonConflict, msg: `with interlock.ssl_only "false", this container has "true"`}},
 		},
 		{
+			name: "ssl_acme is a host setting",
+			containers: []docker.Container{
+				published(ctr("a", 0, appLabels(map[string]string{LabelSSLACME: "true"})), 1001),
+				published(ctr("b", 1, appLabels(map[string]string{LabelSSL: "true"})), 1002),
+			},
+			want: routing.Table{Hosts: []routing.Host{{Name: "app.example.com", TLS: &routing.TLS{ACME: true}, Routes: []routing.Route{
+				defaultRoute(backend("a", "127.0.0.1:1001")),
+			}}}},
+			problems: []wantProblem{{id: "b", label: LabelSSLACME, reason: routing.ReasonConflict,
+				msg: `host "app.example.com" is already defined by container c-a with interlock.ssl_acme "true", this container has "false"`}},
+		},
+		{
+			name: "ssl_acme against a certificate of another container",
+			containers: []docker.Container{
+				published(ctr("a", 0, appLabels(map[string]string{LabelSSLCert: "c.pem", LabelSSLCertKey: "k.pem"})), 1001),
+				published(ctr("b", 1, appLabels(map[string]string{LabelSSLACME: "true"})), 1002),
+			},
+			want: routing.Table{Hosts: []routing.Host{{Name: "app.example.com", TLS: &routing.TLS{CertFile: "c.pem", KeyFile: "k.pem"}, Routes: []routing.Route{
+				defaultRoute(backend("a", "127.0.0.1:1001")),
+			}}}},
+			problems: []wantProblem{
+				{id: "b", label: LabelSSLACME, reason: routing.ReasonConflict, msg: `with interlock.ssl_acme "false", this container has "true"`},
+				{id: "b", label: LabelSSLCert, reason: routing.ReasonConflict, msg: `with interlock.ssl_cert "c.pem", this container has unset`},
+				{id: "b", label: LabelSSLCertKey, reason: routing.ReasonConflict, msg: `with interlock.ssl_cert_key "k.pem", this container has unset`},
+			},
+		},
+		{
 			name: "alias set conflict",
 			containers: []docker.Container{
 				published(ctr("a", 0, appLabels(map[string]string{LabelAliasDomain: "x.com", LabelAliasDomain + ".1": "y.com"})), 1001),

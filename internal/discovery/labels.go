@@ -18,6 +18,7 @@ const (
 	LabelWebSocketEndpoint   = "interlock.websocket_endpoint"
 	LabelSSL                 = "interlock.ssl"
 	LabelSSLOnly             = "interlock.ssl_only"
+	LabelSSLACME             = "interlock.ssl_acme"
 	LabelSSLCert             = "interlock.ssl_cert"
 	LabelSSLCertKey          = "interlock.ssl_cert_key"
 	LabelSSLBackend          = "interlock.ssl_backend"
@@ -50,6 +51,7 @@ var plainLabels = []string{
 	LabelPort,
 	LabelProtocol,
 	LabelSSL,
+	LabelSSLACME,
 	LabelSSLBackend,
 	LabelSSLBackendTLSVerify,
 	LabelSSLCert,

@@ -93,6 +93,19 @@ func TestBuildLabels(t *testing.T) {
 				{label: LabelSSLCert, reason: routing.ReasonInvalidLabel, msg: `".." segment`},
 				{label: LabelSSLCertKey, reason: routing.ReasonInvalidLabel, msg: "absolute"},
 			}},
+		{name: "ssl acme implies ssl", labels: appLabels(map[string]string{LabelSSLACME: "true"}),
+			edit: func(h *routing.Host) { h.TLS = &routing.TLS{ACME: true} }},
+		{name: "ssl acme with ssl only", labels: appLabels(map[string]string{LabelSSLACME: "true", LabelSSLOnly: "true"}),
+			edit: func(h *routing.Host) { h.TLS = &routing.TLS{ACME: true, Only: true} }},
+		{name: "ssl acme false", labels: appLabels(map[string]string{LabelSSLACME: "false"})},
+		{name: "ssl acme false with ssl", labels: appLabels(map[string]string{LabelSSLACME: "false", LabelSSL: "true"}),
+			edit: func(h *routing.Host) { h.TLS = &routing.TLS{} }},
+		{name: "loose ssl acme", labels: appLabels(map[string]string{LabelSSLACME: "yes"}),
+			problems: []wantProblem{{label: LabelSSLACME, reason: routing.ReasonInvalidLabel, msg: "exactly true or false"}}},
+		{name: "ssl acme with a certificate", labels: appLabels(map[string]string{LabelSSLACME: "true", LabelSSLCert: "app/cert.pem", LabelSSLCertKey: "app/key.pem"}),
+			problems: []wantProblem{{label: LabelSSLACME, reason: routing.ReasonInvalidLabel, msg: "names a certificate; a host gets its certificate from a file or over ACME, not both"}}},
+		{name: "ssl false contradicts ssl acme", labels: appLabels(map[string]string{LabelSSL: "false", LabelSSLACME: "true"}),
+			problems: []wantProblem{{label: LabelSSL, reason: routing.ReasonInvalidLabel, msg: "is false, but"}}},
 		{name: "backend tls", labels: appLabels(map[string]string{LabelSSLBackend: "true"}),
 			edit: func(h *routing.Host) { h.Routes[0].BackendTLS = &routing.BackendTLS{Verify: true} }},
 		{name: "backend tls verify none", labels: appLabels(map[string]string{LabelSSLBackend: "true", LabelSSLBackendTLSVerify: "none"}),
@@ -234,6 +247,32 @@ func TestBuildParticipation(t *testing.T) {
 			if routed := got.BackendCount() == 1; routed != tc.routed {
 				t.Fatalf("routed = %v, want %v (table %+v)", routed, tc.routed, got)
 			}
+		})
+	}
+}
+
+// TestBuildACMEDefault checks Options.ACMEDefault (acme_hosts=all) on
+// containers: every TLS host without a certificate of its own gets ACME,
+// unless interlock.ssl_acme=false opts it out; it never turns TLS on.
+func TestBuildACMEDefault(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   *routing.TLS
+	}{
+		{name: "ssl", labels: appLabels(map[string]string{LabelSSL: "true"}), want: &routing.TLS{ACME: true}},
+		{name: "ssl only", labels: appLabels(map[string]string{LabelSSLOnly: "true"}), want: &routing.TLS{Only: true, ACME: true}},
+		{name: "opted out", labels: appLabels(map[string]string{LabelSSL: "true", LabelSSLACME: "false"}), want: &routing.TLS{}},
+		{name: "own certificate", labels: appLabels(map[string]string{LabelSSLCert: "c.pem", LabelSSLCertKey: "k.pem"}),
+			want: &routing.TLS{CertFile: "c.pem", KeyFile: "k.pem"}},
+		{name: "plain HTTP", labels: appLabels(nil)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, problems := Build(docker.Snapshot{Containers: []docker.Container{ctr("a", 0, tc.labels)}}, Options{ACMEDefault: true})
+			checkProblems(t, problems, nil)
+			h := routing.Host{Name: "app.example.com", TLS: tc.want, Routes: []routing.Route{defaultRoute(backend("a", "127.0.0.1:32768"))}}
+			checkTable(t, got, routing.Table{Hosts: []routing.Host{h}})
 		})
 	}
 }

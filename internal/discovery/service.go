@@ -24,6 +24,7 @@ const (
 	LabelLBSSLKey              = "com.docker.lb.ssl_key"
 	LabelLBSSLPassthrough      = "com.docker.lb.ssl_passthrough"
 	LabelLBSSLOnly             = "com.docker.lb.ssl_only"
+	LabelLBSSLACME             = "com.docker.lb.ssl_acme"
 	LabelLBSSLBackend          = "com.docker.lb.ssl_backend"
 	LabelLBSSLBackendTLSVerify = "com.docker.lb.ssl_backend_tls_verify"
 	LabelLBStickyCookie        = "com.docker.lb.sticky_session_cookie"
@@ -41,7 +42,7 @@ const lbPrefix = "com.docker.lb."
 var lbLabels = []string{
 	LabelLBBackendMode, LabelLBContextRoot, LabelLBContextRootRewrite, LabelLBDefaultBackend,
 	LabelLBHosts, LabelLBIPHash, LabelLBNetwork, LabelLBPort, LabelLBRedirects,
-	LabelLBServiceCluster, LabelLBSSLBackend, LabelLBSSLBackendTLSVerify, LabelLBSSLCert,
+	LabelLBServiceCluster, LabelLBSSLACME, LabelLBSSLBackend, LabelLBSSLBackendTLSVerify, LabelLBSSLCert,
 	LabelLBSSLKey, LabelLBSSLOnly, LabelLBSSLPassthrough, LabelLBStickyCookie,
 	LabelLBWebSocketEndpoints,
 }
@@ -133,6 +134,8 @@ func parseService(svc docker.Service, opts Options) ([]spec, []redirect, []routi
 		}
 	}
 
+	r.acmeDefault(base.tls, LabelLBSSLACME, opts)
+
 	specs := make([]spec, 0, len(hosts))
 	for _, h := range hosts {
 		s := base
@@ -155,6 +158,7 @@ func (r *reader) lbTLS() *routing.TLS {
 	key, _ := read(r, LabelLBSSLKey, parseCertPath)
 	only, _ := read(r, LabelLBSSLOnly, parseBool)
 	pass, _ := read(r, LabelLBSSLPassthrough, parseBool)
+	acme, _ := read(r, LabelLBSSLACME, parseBool)
 	hasCert, hasKey := r.has(LabelLBSSLCert), r.has(LabelLBSSLKey)
 	switch {
 	case hasCert && !hasKey:
@@ -165,10 +169,16 @@ func (r *reader) lbTLS() *routing.TLS {
 	if pass && (hasCert || hasKey) {
 		r.invalidf(LabelLBSSLPassthrough, "is true, so the proxy holds no certificate for the host; remove %s and %s or the passthrough", LabelLBSSLCert, LabelLBSSLKey)
 	}
-	if !(only || pass || hasCert || hasKey) {
+	switch {
+	case acme && (hasCert || hasKey):
+		r.invalidf(LabelLBSSLACME, "is true, but %s names a certificate; a host gets its certificate from a file or over ACME, not both, remove one", LabelLBSSLCert)
+	case acme && pass:
+		r.invalidf(LabelLBSSLACME, "is true, but %s is true too, so the proxy holds no certificate for the host; remove one", LabelLBSSLPassthrough)
+	}
+	if !(only || pass || hasCert || hasKey || acme) {
 		return nil
 	}
-	return &routing.TLS{CertFile: cert, KeyFile: key, Only: only, Passthrough: pass}
+	return &routing.TLS{CertFile: cert, KeyFile: key, Only: only, Passthrough: pass, ACME: acme}
 }
 
 func (r *reader) lbRoute() routing.Route {

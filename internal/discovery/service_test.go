@@ -151,6 +151,79 @@ func TestServiceLabels(t *testing.T) {
 			problems: []wantProblem{{label: LabelLBSSLPassthrough, reason: routing.ReasonInvalidLabel, msg: "holds no certificate"}},
 		},
 		{
+			name:     "ssl_acme",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLACME: "true", LabelLBSSLOnly: "true"}), "10.0.1.5")},
+			check: func(t *testing.T, tb routing.Table) {
+				if tls := tb.Hosts[0].TLS; tls == nil || !tls.ACME || !tls.Only || tls.CertFile != "" {
+					t.Errorf("tls = %+v", tls)
+				}
+			},
+		},
+		{
+			name:     "ssl_acme alone asks for TLS",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLACME: "true"}), "10.0.1.5")},
+			check: func(t *testing.T, tb routing.Table) {
+				if tls := tb.Hosts[0].TLS; tls == nil || !tls.ACME {
+					t.Errorf("tls = %+v", tls)
+				}
+			},
+		},
+		{
+			name:     "ssl_acme with a certificate",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLACME: "true", LabelLBSSLCert: "c.pem", LabelLBSSLKey: "k.pem"}), "10.0.1.5")},
+			problems: []wantProblem{{label: LabelLBSSLACME, reason: routing.ReasonInvalidLabel, msg: "names a certificate"}},
+		},
+		{
+			name:     "ssl_acme with passthrough",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLACME: "true", LabelLBSSLPassthrough: "true"}), "10.0.1.5")},
+			problems: []wantProblem{{label: LabelLBSSLACME, reason: routing.ReasonInvalidLabel, msg: "holds no certificate"}},
+		},
+		{
+			name:     "loose ssl_acme",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLACME: "1"}), "10.0.1.5")},
+			problems: []wantProblem{{label: LabelLBSSLACME, reason: routing.ReasonInvalidLabel, msg: "exactly true or false"}},
+		},
+		{
+			name:     "ACME by default: an ssl_only service without a certificate",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBSSLOnly: "true"}), "10.0.1.5")},
+			opts:     Options{ACMEDefault: true},
+			check: func(t *testing.T, tb routing.Table) {
+				if tls := tb.Hosts[0].TLS; tls == nil || !tls.ACME || !tls.Only {
+					t.Errorf("tls = %+v", tls)
+				}
+			},
+		},
+		{
+			name:     "ACME by default: the http->https redirect is ssl_only too",
+			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBRedirects: "http://shop.example.com,https://shop.example.com"}), "10.0.1.5")},
+			opts:     Options{ACMEDefault: true},
+			check: func(t *testing.T, tb routing.Table) {
+				if tls := tb.Hosts[0].TLS; tls == nil || !tls.ACME || !tls.Only {
+					t.Errorf("tls = %+v", tls)
+				}
+			},
+		},
+		{
+			name: "ACME by default: not for a certificate, a passthrough, an opt-out or a plain host",
+			services: []docker.Service{
+				svc("s1", 0, lb(map[string]string{LabelLBHosts: "cert.example.com", LabelLBSSLCert: "c.pem", LabelLBSSLKey: "k.pem"}), "10.0.1.5"),
+				svc("s2", 1, lb(map[string]string{LabelLBHosts: "pass.example.com", LabelLBSSLPassthrough: "true"}), "10.0.1.6"),
+				svc("s3", 2, lb(map[string]string{LabelLBHosts: "out.example.com", LabelLBSSLOnly: "true", LabelLBSSLACME: "false"}), "10.0.1.7"),
+				svc("s4", 3, lb(map[string]string{LabelLBHosts: "plain.example.com"}), "10.0.1.8"),
+			},
+			opts: Options{ACMEDefault: true},
+			check: func(t *testing.T, tb routing.Table) {
+				for _, h := range tb.Hosts {
+					if h.TLS != nil && h.TLS.ACME {
+						t.Errorf("host %s: tls = %+v, want no ACME", h.Name, h.TLS)
+					}
+				}
+				if h, _ := tb.Lookup("plain.example.com"); h.TLS != nil {
+					t.Errorf("plain host got TLS %+v: ACME never turns TLS on", h.TLS)
+				}
+			},
+		},
+		{
 			name:     "redirect to another host",
 			services: []docker.Service{svc("s1", 0, lb(map[string]string{LabelLBRedirects: "http://old.example.com,https://shop.example.com"}), "10.0.1.5")},
 			check: func(t *testing.T, tb routing.Table) {

@@ -66,10 +66,10 @@ func (s spec) aliasList() []string {
 // hostSettings are the settings every container of one host must share.
 // The order is fixed, so two lists compare index by index.
 func (s spec) hostSettings() []setting {
-	ssl, only, cert, key, pass := "false", "false", "", "", "false"
+	ssl, only, cert, key, pass, acme := "false", "false", "", "", "false", "false"
 	if s.tls != nil {
 		ssl, only, cert, key = "true", strconv.FormatBool(s.tls.Only), s.tls.CertFile, s.tls.KeyFile
-		pass = strconv.FormatBool(s.tls.Passthrough)
+		pass, acme = strconv.FormatBool(s.tls.Passthrough), strconv.FormatBool(s.tls.ACME)
 	}
 	return []setting{
 		{label: LabelAliasDomain, value: strings.Join(s.aliasList(), ",")},
@@ -78,6 +78,7 @@ func (s spec) hostSettings() []setting {
 		{label: LabelSSLCert, value: cert, parent: LabelSSL},
 		{label: LabelSSLCertKey, value: key, parent: LabelSSL},
 		{label: LabelLBSSLPassthrough, value: pass, parent: LabelSSL},
+		{label: LabelSSLACME, value: acme, parent: LabelSSL},
 	}
 }
 

@@ -52,6 +52,13 @@ type TLS struct {
 	// chosen by SNI (com.docker.lb.ssl_passthrough); the proxy holds no
 	// certificate for the host.
 	Passthrough bool `json:"passthrough,omitempty"`
+	// ACME asks for a certificate issued over ACME for every name of the
+	// host (interlock.ssl_acme, com.docker.lb.ssl_acme, or Interlock's
+	// acme_hosts=all for TLS hosts without a certificate of their own).
+	// Never set together with CertFile or Passthrough. Only the built-in
+	// proxy acts on it; until a certificate is issued, and whenever
+	// issuance fails, the host gets the default certificate.
+	ACME bool `json:"acme,omitempty"`
 }
 
 // Balance names a load-balancing algorithm. The zero value means RoundRobin.
