@@ -29,6 +29,9 @@ import (
 //     logged as needing a restart (at Warn, on every SIGHUP while it
 //     differs), never ignored in silence. A file that does not load is
 //     logged and the running configuration stays.
+//   - SIGUSR1: the built-in proxy's access log (--access-log) is reopened,
+//     for logrotate; without one it is only logged (edge.go). It is taken
+//     for every driver, so a rotation script never kills the process.
 
 // drainGrace is how long in-flight requests get at shutdown.
 const drainGrace = 10 * time.Second

@@ -65,8 +65,14 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		ctlOpts     = controller.Options{Logger: log, Observer: view.observer()}
 		tlsProxy    *builtin.Proxy // the built-in proxy also serves --https-addr
 	)
+	var edge *edgeSettings // the built-in proxy's edge: PROXY protocol, access log, limits
+	warnACMEDriver(cfg, log)
 	switch cfg.Proxy {
 	case config.ProxyBuiltin:
+		if edge, err = newEdge(cfg, log); err != nil {
+			return err
+		}
+		defer edge.close() // after the proxy's own Close: the last lines are written
 		profile, err := tlsProfile(cfg)
 		if err != nil {
 			return fmt.Errorf("--tls-profile: %w", err)
@@ -74,8 +80,13 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		if w := profile.Warning(); w != "" {
 			log.Warn(w)
 		}
-		p := builtin.New(builtin.Options{Logger: log, Requests: view.requests(),
-			CertDir: cfg.CertDir, TLSProfile: profile, HSTSMaxAge: cfg.HSTSMaxAge})
+		acmeCerts, closeACME, err := newACME(cfg, log) // --acme-*: ssl_acme hosts' certificates (acme.go); nil when off
+		if err != nil {
+			return err
+		}
+		defer closeACME()
+		p := builtin.New(edge.options(builtin.Options{Logger: log, Requests: view.requests(),
+			CertDir: cfg.CertDir, TLSProfile: profile, HSTSMaxAge: cfg.HSTSMaxAge, Certificates: acmeCerts}))
 		defer p.Close()
 		driver, proxy, tlsProxy = p, p, p
 	case config.ProxyNginx:
@@ -125,7 +136,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 
 	source := docker.NewSource(cli, docker.SourceOptions{Resync: cfg.ResyncInterval, Logger: log})
 	ctl := controller.New(driver,
-		discovery.Options{BackendAddress: cfg.BackendAddress, Network: cfg.Network},
+		discoveryOptions(cfg),
 		ctlOpts)
 	apiHandler := api.New(ctl, source, versionString(), log, view.apiOptions(source, ctl, proxy)...)
 	// Every snapshot goes to the controller and, with proxy containers, to
@@ -138,12 +149,12 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		}
 	}
 
-	proxyServer := &http.Server{
-		Handler:           proxy,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	// Client timeouts and the header limit: --client-*-timeout,
+	// --max-header-bytes (net/http answers 431 past it).
+	proxyServer := serverLimits(cfg, &http.Server{
+		Handler:  proxy,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	})
 	// The HTTPS side of the built-in proxy: the same handler, the same
 	// timeouts, certificates by SNI from the live table (nil otherwise).
 	var proxyTLSServer *http.Server
@@ -152,7 +163,9 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			Handler:           proxy,
 			TLSConfig:         tlsProxy.TLSConfig(),
 			ReadHeaderTimeout: proxyServer.ReadHeaderTimeout,
+			ReadTimeout:       proxyServer.ReadTimeout,
 			IdleTimeout:       proxyServer.IdleTimeout,
+			MaxHeaderBytes:    proxyServer.MaxHeaderBytes,
 			ErrorLog:          proxyServer.ErrorLog, // handshake failures, at Debug
 		}
 	}
@@ -187,7 +200,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	goRun("docker source", func() error { return source.Run(ctx, publish) })
 	goRun("controller", func() error { return ctl.Run(ctx) })
 	if httpLn != nil {
-		goRun("proxy listener", func() error { return proxyServer.Serve(httpLn) })
+		// Through the proxy, for the PROXY protocol (--proxy-protocol-trusted-ips).
+		goRun("proxy listener", func() error { return tlsProxy.Serve(proxyServer, httpLn) })
 	}
 	if httpsLn != nil {
 		log.Info("builtin proxy serving HTTPS", "https_addr", httpsLn.Addr().String(), "cert_dir", cfg.CertDir, "tls_profile", cfg.TLSProfile)
@@ -199,6 +213,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		goRun("proxy containers", func() error { return sideload.Run(ctx) })
 	}
 	goRun("api listener", func() error { return apiServer.Serve(apiLn) })
+	reopen := reopenOnSIGUSR1(log, edge.log()) // SIGUSR1 is taken from here on
+	goRun("access log reopen", func() error { return reopen(ctx) })
 	goRun("operator view", func() error { return view.run(ctx, source) })
 	reload := &reloader{args: args, environ: environ, running: cfg, level: logLevel, log: log, feed: view.feed}
 	goRun("config reload", func() error { return reload.watch(ctx) })
@@ -233,7 +249,7 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	table, problems := discovery.Build(snap, discovery.Options{BackendAddress: cfg.BackendAddress, Network: cfg.Network})
+	table, problems := discovery.Build(snap, discoveryOptions(cfg))
 	// With a driver that writes a file: the exact file Apply would write,
 	// from the same driver with the same settings.
 	quiet := slog.New(slog.DiscardHandler)

@@ -144,6 +144,66 @@ type Config struct {
 	// "Strict-Transport-Security: max-age=N" (whole seconds) on its HTTPS
 	// answers for ssl_only hosts. Default 0 (off); otherwise at least 1s.
 	HSTSMaxAge time.Duration
+
+	// The built-in proxy's edge (edge.go): trusted client addresses, the
+	// access log, timeouts and limits.
+
+	// ProxyProtocolTrustedIPs lists the CIDR prefixes (comma-separated,
+	// see ParseCIDRs) whose connections to the HTTP and HTTPS listeners may
+	// start with a PROXY protocol v1 or v2 header; the client address it
+	// gives becomes the request's. A connection from anywhere else that
+	// sends one is closed. Default "" (PROXY protocol off).
+	ProxyProtocolTrustedIPs string
+	// ForwardedHeadersTrustedIPs lists the CIDR prefixes whose requests
+	// keep their X-Forwarded-For (appended to), X-Forwarded-Host,
+	// X-Forwarded-Proto and Forwarded headers. Default "": they are
+	// always replaced.
+	ForwardedHeadersTrustedIPs string
+	// AccessLog is the access log file, "-" for standard output. Default
+	// "" (no access log).
+	AccessLog string
+	// AccessLogFormat is "common" (default) or "json".
+	AccessLogFormat string
+	// ClientReadHeaderTimeout, ClientReadTimeout and ClientIdleTimeout
+	// are the proxy listeners' http.Server ReadHeaderTimeout, ReadTimeout
+	// and IdleTimeout; 0 means no limit. Defaults 30s, 0 and 120s.
+	ClientReadHeaderTimeout, ClientReadTimeout, ClientIdleTimeout time.Duration
+	// BackendConnectTimeout bounds a connect to a backend (then the next
+	// one is tried). Default 1s; more than 0.
+	BackendConnectTimeout time.Duration
+	// BackendResponseHeaderTimeout bounds the wait for a backend's
+	// response headers once the request is sent. Default 0 (no limit).
+	BackendResponseHeaderTimeout time.Duration
+	// BackendIdleTimeout is how long an idle backend connection is kept
+	// for reuse. Default 90s; more than 0.
+	BackendIdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's head (http.Server.MaxHeaderBytes).
+	// Default 1MiB; 1KiB to 64MiB.
+	MaxHeaderBytes ByteSize
+	// MaxBodyBytes bounds a request's body. Default 0 (no limit).
+	MaxBodyBytes ByteSize
+
+	// ACME for the built-in proxy (acme.go, internal/acme).
+
+	// ACMEHosts says which hosts get certificates over ACME: "off"
+	// (default), "labelled" (ssl_acme=true) or "all" (also every TLS host
+	// without a certificate of its own, unless ssl_acme=false).
+	ACMEHosts string
+	// ACMEEmail is the ACME account's contact address. Default "".
+	ACMEEmail string
+	// ACMECA is the ACME directory URL (https). Default Let's Encrypt's
+	// production directory.
+	ACMECA string
+	// ACMECARoot is a PEM file of CA certificates that verify the ACME
+	// server's HTTPS (a test CA such as Pebble); Default "": the system
+	// roots.
+	ACMECARoot string
+	// ACMEStorage is the directory of the ACME account, certificates and
+	// keys. Default "": STATE_DIR/acme.
+	ACMEStorage string
+	// ACMEChallenges lists the challenge types to use, comma-separated:
+	// "http-01", "tls-alpn-01". Default both.
+	ACMEChallenges string
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -228,6 +288,17 @@ func Default() Config {
 		HAProxyBinary:        defaultHAProxyBinary,
 		StatsAddr:            defaultStatsAddr,
 		DrainTimeout:         defaultDrainTimeout,
+
+		AccessLogFormat:         defaultAccessLogFormat,
+		ClientReadHeaderTimeout: defaultClientReadHeaderTimeout,
+		ClientIdleTimeout:       defaultClientIdleTimeout,
+		BackendConnectTimeout:   defaultBackendConnectTimeout,
+		BackendIdleTimeout:      defaultBackendIdleTimeout,
+		MaxHeaderBytes:          defaultMaxHeaderBytes,
+
+		ACMEHosts:      defaultACMEHosts,
+		ACMECA:         defaultACMECA,
+		ACMEChallenges: defaultACMEChallenges,
 	}
 }
 

@@ -51,6 +51,8 @@ func plain(s setting, c *Config) string {
 		return strconv.FormatBool(*p)
 	case *time.Duration:
 		return p.String()
+	case *ByteSize:
+		return p.String()
 	}
 	panic("unknown kind")
 }
@@ -158,6 +160,26 @@ func fullWant() Config {
 		StatsAddr:            "[::1]:9404",
 		DrainTimeout:         45 * time.Second,
 		HSTSMaxAge:           8760 * time.Hour,
+
+		ProxyProtocolTrustedIPs:      "10.0.0.0/8, 192.168.1.10",
+		ForwardedHeadersTrustedIPs:   "fd00::/8",
+		AccessLog:                    filepath.Join("testdata", "good", "access.log"),
+		AccessLogFormat:              AccessLogJSON,
+		ClientReadHeaderTimeout:      5 * time.Second,
+		ClientReadTimeout:            time.Minute,
+		ClientIdleTimeout:            30 * time.Second,
+		BackendConnectTimeout:        500 * time.Millisecond,
+		BackendResponseHeaderTimeout: time.Minute,
+		BackendIdleTimeout:           45 * time.Second,
+		MaxHeaderBytes:               64 << 10,
+		MaxBodyBytes:                 10 << 20,
+
+		ACMEHosts:      ACMEAll,
+		ACMEEmail:      "ops@example.com",
+		ACMECA:         "https://acme-staging-v02.api.letsencrypt.org/directory",
+		ACMECARoot:     filepath.Join("testdata", "certs", "ca.pem"),
+		ACMEStorage:    "/srv/interlock/acme",
+		ACMEChallenges: ACMETLSALPN01,
 	}
 }
 
@@ -172,6 +194,8 @@ func encodeTOML(t testing.TB, c Config) []byte {
 		case *bool:
 			m[s.key()] = *p
 		case *time.Duration:
+			m[s.key()] = p.String()
+		case *ByteSize:
 			m[s.key()] = p.String()
 		}
 	}
@@ -423,6 +447,83 @@ func TestPrecedence(t *testing.T) {
 			// The flag sets the default value: given, it still wins.
 			key: "hsts_max_age", file: `"1h"`, env: "2h", flag: "0s",
 			want: [...]string{"0s", "1h0m0s", "", "2h0m0s", "0s"},
+		},
+		{
+			// The flag sets the empty value: given, it still wins.
+			key: "proxy_protocol_trusted_ips", file: `"10.0.0.0/8"`, env: "127.0.0.1", flag: "",
+			want: [...]string{"", "10.0.0.0/8", "", "127.0.0.1", ""},
+		},
+		{
+			key: "forwarded_headers_trusted_ips", file: `"10.0.0.0/8"`, env: "::1", flag: "192.168.0.0/16,fd00::/8",
+			want: [...]string{"", "10.0.0.0/8", "", "::1", "192.168.0.0/16,fd00::/8"},
+		},
+		{
+			// "-" is no path: the file's directory is not prepended.
+			key: "access_log", file: `"-"`, env: "/env/access.log", flag: "/flag/access.log",
+			want: [...]string{"", "-", "", "/env/access.log", "/flag/access.log"},
+		},
+		{
+			key: "access_log_format", file: `"json"`, env: "common", flag: "json",
+			want: [...]string{"common", "json", "", "common", "json"},
+		},
+		{
+			key: "client_read_header_timeout", file: `"5s"`, env: "6s", flag: "0s",
+			want: [...]string{"30s", "5s", "", "6s", "0s"},
+		},
+		{
+			key: "client_read_timeout", file: `"1m"`, env: "2m", flag: "3m",
+			want: [...]string{"0s", "1m0s", "", "2m0s", "3m0s"},
+		},
+		{
+			key: "client_idle_timeout", file: `"10s"`, env: "20s", flag: "0s",
+			want: [...]string{"2m0s", "10s", "", "20s", "0s"},
+		},
+		{
+			key: "backend_connect_timeout", file: `"2s"`, env: "250ms", flag: "1s",
+			want: [...]string{"1s", "2s", "", "250ms", "1s"},
+		},
+		{
+			key: "backend_response_header_timeout", file: `"30s"`, env: "1m", flag: "0s",
+			want: [...]string{"0s", "30s", "", "1m0s", "0s"},
+		},
+		{
+			key: "backend_idle_timeout", file: `"10s"`, env: "1m", flag: "5m",
+			want: [...]string{"1m30s", "10s", "", "1m0s", "5m0s"},
+		},
+		{
+			// A TOML integer is bytes.
+			key: "max_header_bytes", file: `8192`, env: "16KiB", flag: "2MiB",
+			want: [...]string{"1MiB", "8KiB", "", "16KiB", "2MiB"},
+		},
+		{
+			key: "max_body_bytes", file: `"1GiB"`, env: "1000", flag: "0",
+			want: [...]string{"0", "1GiB", "", "1000", "0"},
+		},
+		{
+			// The flag sets the default value: given, it still wins.
+			key: "acme_hosts", file: `"labelled"`, env: "all", flag: "off",
+			want: [...]string{"off", "labelled", "", "all", "off"},
+		},
+		{
+			// The flag sets the empty value: given, it still wins.
+			key: "acme_email", file: `"file@example.com"`, env: "env@example.com", flag: "",
+			want: [...]string{"", "file@example.com", "", "env@example.com", ""},
+		},
+		{
+			key: "acme_ca", file: `"https://file.example/dir"`, env: "https://env.example/dir", flag: "https://127.0.0.1:14000/dir",
+			want: [...]string{"https://acme-v02.api.letsencrypt.org/directory", "https://file.example/dir", "", "https://env.example/dir", "https://127.0.0.1:14000/dir"},
+		},
+		{
+			key: "acme_ca_root", file: strconv.Quote(in(1, "ca.pem")), env: in(3, "ca.pem"), flag: in(4, "ca.pem"),
+			want: [...]string{"", in(1, "ca.pem"), "", in(3, "ca.pem"), in(4, "ca.pem")},
+		},
+		{
+			key: "acme_storage", file: `"/file/acme"`, env: "/env/acme", flag: "/flag/acme",
+			want: [...]string{"", "/file/acme", "", "/env/acme", "/flag/acme"},
+		},
+		{
+			key: "acme_challenges", file: `"http-01"`, env: "tls-alpn-01", flag: "tls-alpn-01,http-01",
+			want: [...]string{"http-01,tls-alpn-01", "http-01", "", "tls-alpn-01", "tls-alpn-01,http-01"},
 		},
 	}
 	covered := map[string]bool{}

@@ -126,6 +126,12 @@ func (s setting) setString(c *Config, v string) error {
 			return err
 		}
 		*p = d
+	case *ByteSize:
+		b, err := ParseByteSize(v)
+		if err != nil {
+			return err
+		}
+		*p = b
 	}
 	return nil
 }

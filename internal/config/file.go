@@ -87,7 +87,7 @@ func (s setting) setTOML(c *Config, v any, dir string) error {
 		if !ok {
 			return fmt.Errorf("want a string, got %s", describeTOML(v))
 		}
-		if s.isPath() && str != "" && !filepath.IsAbs(str) {
+		if s.isPath() && str != "" && str != AccessLogStdout && !filepath.IsAbs(str) {
 			str = filepath.Join(dir, str)
 		}
 		*p = str
@@ -107,6 +107,22 @@ func (s setting) setTOML(c *Config, v any, dir string) error {
 			return err
 		}
 		*p = d
+	case *ByteSize:
+		switch v := v.(type) {
+		case int64:
+			if v < 0 {
+				return fmt.Errorf("%d is negative; want a size such as 65536 or \"64KiB\"", v)
+			}
+			*p = ByteSize(v)
+		case string:
+			b, err := ParseByteSize(v)
+			if err != nil {
+				return err
+			}
+			*p = b
+		default:
+			return fmt.Errorf("want a size: an integer (bytes) or a string such as \"64KiB\", got %s", describeTOML(v))
+		}
 	}
 	return nil
 }
@@ -114,7 +130,8 @@ func (s setting) setTOML(c *Config, v any, dir string) error {
 // isPath reports whether the setting names a file.
 func (s setting) isPath() bool {
 	switch s.flag {
-	case "tls-ca", "tls-cert", "tls-key", "cert-dir", "template", "state-dir", "nginx-config", "nginx-pid-file":
+	case "tls-ca", "tls-cert", "tls-key", "cert-dir", "template", "state-dir", "nginx-config", "nginx-pid-file", "access-log",
+		"acme-ca-root", "acme-storage":
 		return true
 	}
 	return false

@@ -16,6 +16,7 @@ const (
 	kindString kind = iota
 	kindBool
 	kindDuration
+	kindByteSize
 )
 
 // setting is one row of the single table every source reads: the flag name
@@ -24,8 +25,8 @@ type setting struct {
 	flag  string
 	kind  kind
 	usage string // flag usage; a `quoted` word is the value placeholder
-	// field returns the address of the setting in c: *string, *bool or
-	// *time.Duration according to kind.
+	// field returns the address of the setting in c: *string, *bool,
+	// *time.Duration or *ByteSize according to kind.
 	field func(c *Config) any
 }
 
@@ -105,6 +106,42 @@ var settings = []setting{
 		usage: "`DURATION` haproxy lets a stopping container finish its connections (min 1s)"},
 	{flag: "hsts-max-age", kind: kindDuration, field: func(c *Config) any { return &c.HSTSMaxAge },
 		usage: "builtin: send HSTS with this max-age `DURATION` on HTTPS answers for ssl_only hosts; 0: off"},
+	{flag: "proxy-protocol-trusted-ips", kind: kindString, field: func(c *Config) any { return &c.ProxyProtocolTrustedIPs },
+		usage: "builtin: accept PROXY protocol v1/v2 on the HTTP and HTTPS listeners from these `CIDRS` (comma-separated); empty: off"},
+	{flag: "forwarded-headers-trusted-ips", kind: kindString, field: func(c *Config) any { return &c.ForwardedHeadersTrustedIPs },
+		usage: "builtin: keep X-Forwarded-* and Forwarded from clients in these `CIDRS` (comma-separated); empty: always replace them"},
+	{flag: "access-log", kind: kindString, field: func(c *Config) any { return &c.AccessLog },
+		usage: "builtin: write one line per request to `FILE` (\"-\": standard output), reopened on SIGUSR1; empty: off"},
+	{flag: "access-log-format", kind: kindString, field: func(c *Config) any { return &c.AccessLogFormat },
+		usage: "builtin: access log `FORMAT`: common or json"},
+	{flag: "client-read-header-timeout", kind: kindDuration, field: func(c *Config) any { return &c.ClientReadHeaderTimeout },
+		usage: "builtin: `DURATION` a client may take to send a request's headers; 0: no limit"},
+	{flag: "client-read-timeout", kind: kindDuration, field: func(c *Config) any { return &c.ClientReadTimeout },
+		usage: "builtin: `DURATION` a client may take to send a whole request, body included; 0: no limit"},
+	{flag: "client-idle-timeout", kind: kindDuration, field: func(c *Config) any { return &c.ClientIdleTimeout },
+		usage: "builtin: `DURATION` a keep-alive client connection may sit idle between requests; 0: no limit"},
+	{flag: "backend-connect-timeout", kind: kindDuration, field: func(c *Config) any { return &c.BackendConnectTimeout },
+		usage: "builtin: `DURATION` a connect to a backend may take before the next backend is tried"},
+	{flag: "backend-response-header-timeout", kind: kindDuration, field: func(c *Config) any { return &c.BackendResponseHeaderTimeout },
+		usage: "builtin: `DURATION` a backend may take to answer with its headers (502 past it); 0: no limit"},
+	{flag: "backend-idle-timeout", kind: kindDuration, field: func(c *Config) any { return &c.BackendIdleTimeout },
+		usage: "builtin: `DURATION` an idle keep-alive connection to a backend is kept"},
+	{flag: "max-header-bytes", kind: kindByteSize, field: func(c *Config) any { return &c.MaxHeaderBytes },
+		usage: "builtin: largest request head (request line and headers) a client may send, as a `SIZE` such as 64KiB (431 past it)"},
+	{flag: "max-body-bytes", kind: kindByteSize, field: func(c *Config) any { return &c.MaxBodyBytes },
+		usage: "builtin: largest request body, as a `SIZE` such as 10MiB (413 past it); 0: no limit"},
+	{flag: "acme-hosts", kind: kindString, field: func(c *Config) any { return &c.ACMEHosts },
+		usage: "builtin: `HOSTS` that get certificates over ACME: off, labelled (ssl_acme=true) or all (every TLS host without its own certificate)"},
+	{flag: "acme-email", kind: kindString, field: func(c *Config) any { return &c.ACMEEmail },
+		usage: "builtin: contact `EMAIL` of the ACME account (the CA's expiry notices); empty: none"},
+	{flag: "acme-ca", kind: kindString, field: func(c *Config) any { return &c.ACMECA },
+		usage: "builtin: ACME directory `URL` (https)"},
+	{flag: "acme-ca-root", kind: kindString, field: func(c *Config) any { return &c.ACMECARoot },
+		usage: "builtin: PEM `FILE` of CA certificates that verify the ACME server (a test CA); empty: the system roots"},
+	{flag: "acme-storage", kind: kindString, field: func(c *Config) any { return &c.ACMEStorage },
+		usage: "builtin: `DIR` of the ACME account, certificates and keys; empty: STATE_DIR/acme"},
+	{flag: "acme-challenges", kind: kindString, field: func(c *Config) any { return &c.ACMEChallenges },
+		usage: "builtin: ACME challenge `TYPES`, comma-separated: http-01 (on http_addr), tls-alpn-01 (on https_addr)"},
 }
 
 // Names of the settings that are neither a TOML key nor a Config field of
@@ -140,6 +177,8 @@ func (s setting) copyField(dst, src *Config) {
 		*p = *s.field(src).(*bool)
 	case *time.Duration:
 		*p = *s.field(src).(*time.Duration)
+	case *ByteSize:
+		*p = *s.field(src).(*ByteSize)
 	}
 }
 
@@ -152,6 +191,8 @@ func (s setting) format(c *Config) string {
 	case *bool:
 		return strconv.FormatBool(*p)
 	case *time.Duration:
+		return p.String()
+	case *ByteSize:
 		return p.String()
 	}
 	return ""
@@ -166,6 +207,8 @@ func (s setting) attr(c *Config) slog.Attr {
 		return slog.Bool(s.key(), *p)
 	case *time.Duration:
 		return slog.Duration(s.key(), *p)
+	case *ByteSize:
+		return slog.String(s.key(), p.String())
 	}
 	return slog.Attr{}
 }
@@ -187,6 +230,8 @@ func (c *Config) FlagSet() *flag.FlagSet {
 			fs.BoolVar(p, s.flag, *p, s.usage)
 		case *time.Duration:
 			fs.Var((*durationValue)(p), s.flag, s.usage)
+		case *ByteSize:
+			fs.Var(p, s.flag, s.usage)
 		}
 	}
 	fs.Usage = func() {

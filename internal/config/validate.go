@@ -127,6 +127,8 @@ func (c Config) validate(o origins) error {
 	if c.HSTSMaxAge < 0 || (c.HSTSMaxAge > 0 && c.HSTSMaxAge < time.Second) {
 		add("hsts_max_age", fmt.Errorf("%s is out of range; want 0 (no HSTS header) or at least 1s, such as \"8760h\" (a year)", c.HSTSMaxAge))
 	}
+	c.validateEdge(add)
+	c.validateACME(add)
 	if c.Proxy == ProxyHAProxy {
 		// HAProxy's own listeners: each needs a fixed port (the file names
 		// it) and an address of its own. For the other drivers these

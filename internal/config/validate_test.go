@@ -78,6 +78,25 @@ func TestBadConfigs(t *testing.T) {
 		{file: "drain_timeout_short.toml", want: []string{"drain_timeout in ", "500ms is too short; want at least 1s"}},
 		{file: "hsts_negative.toml", want: []string{"hsts_max_age in ", "-1h0m0s is out of range", "0 (no HSTS header) or at least 1s"}},
 		{file: "hsts_short.toml", want: []string{"hsts_max_age in ", "500ms is out of range"}},
+		{file: "proxy_protocol_cidr.toml", want: []string{"proxy_protocol_trusted_ips in ", `"10.0.0.0/33" is not a CIDR prefix`, `"10.0.0.0/8"`}},
+		{file: "proxy_protocol_host_bits.toml", want: []string{"proxy_protocol_trusted_ips in ", `"10.0.0.1/8" has bits set after its prefix length; did you mean "10.0.0.0/8"?`}},
+		{file: "forwarded_empty_entry.toml", want: []string{"forwarded_headers_trusted_ips in ", "has an empty entry", "separated by commas"}},
+		{file: "forwarded_not_ip.toml", want: []string{"forwarded_headers_trusted_ips in ", `"localhost" is neither a CIDR prefix nor an IP address`}},
+		{file: "access_log_format.toml", want: []string{"access_log_format in ", `unknown value "combined"`, "common or json"}},
+		{file: "client_read_header_negative.toml", want: []string{"client_read_header_timeout in ", "-1s is negative", "or 0 for no limit"}},
+		{file: "backend_connect_zero.toml", want: []string{"backend_connect_timeout in ", "is 0; want more than 0"}},
+		{file: "max_header_bytes_small.toml", want: []string{"max_header_bytes in ", "512 is out of range; want 1KiB to 64MiB", `"1MiB"`}},
+		{file: "max_header_bytes_unit.toml", want: []string{"max_header_bytes in ", `"10MB" is not a size`, "B, KiB, MiB or GiB"}},
+		{file: "max_body_bytes_negative.toml", want: []string{"max_body_bytes in ", "-1 is negative"}},
+		{file: "max_body_bytes_float.toml", want: []string{"max_body_bytes in ", "want a size: an integer (bytes) or a string", "got float 1.5"}},
+		{file: "acme_hosts.toml", want: []string{"acme_hosts in ", `unknown value "some"`, "off, labelled or all"}},
+		{file: "acme_email.toml", want: []string{"acme_email in ", `"ops at example.com" is not an email address`}},
+		{file: "acme_ca_http.toml", want: []string{"acme_ca in ", `"http://acme.example.com/directory" is not an https:// URL`}},
+		{file: "acme_challenges.toml", want: []string{"acme_challenges in ", `unknown challenge type "dns-01"`, "dns-01 is not supported"}},
+		{file: "acme_challenges_twice.toml", want: []string{"acme_challenges in ", "names http-01 twice"}},
+		{file: "acme_ca_root_not_pem.toml", want: []string{"acme_ca_root in ", bad("acme_ca_root_not_pem.toml") + " holds no PEM certificate"}},
+		{file: "acme_port_zero.toml", want: []string{"http_addr in ", `"127.0.0.1:0": ACME's http-01 challenge needs a fixed port, forwarded from port 80`}},
+		{file: "acme_https_port_zero.toml", want: []string{"https_addr in ", `":0": ACME's tls-alpn-01 challenge needs a fixed port, forwarded from port 443`}},
 		{file: "haproxy_port_zero.toml", want: []string{"stats_addr in ", `"127.0.0.1:0": haproxy needs a fixed port`}},
 		{file: "haproxy_tcp_same_addr.toml", want: []string{"http_addr and tcp_addr in ", `both ":8080"`, "give the tcp listener an address of its own"}},
 		{file: "haproxy_stats_same_addr.toml", want: []string{"api_addr and stats_addr in ", `both "127.0.0.1:8081"`, "give the stats page an address of its own"}},
@@ -190,6 +209,16 @@ func TestGoodValues(t *testing.T) {
 		{name: "proxy haproxy", change: func(c *Config) { c.Proxy = ProxyHAProxy }},
 		{name: "haproxy tcp listener and ipv6 stats", change: func(c *Config) {
 			c.Proxy, c.TCPAddr, c.StatsAddr = ProxyHAProxy, ":8444", "[::1]:8404"
+		}},
+		{name: "acme labelled with pebble", change: func(c *Config) {
+			c.ACMEHosts, c.ACMEEmail, c.ACMECA = ACMELabelled, "ops+interlock@mail.example.com", "https://127.0.0.1:14000/dir"
+			c.ACMECARoot = filepath.Join(certs, "ca.pem")
+		}},
+		{name: "acme all, http-01 only, any https port", change: func(c *Config) {
+			c.ACMEHosts, c.ACMEChallenges, c.HTTPSAddr = ACMEAll, " http-01 ", "127.0.0.1:0"
+		}},
+		{name: "acme settings mean nothing to nginx", change: func(c *Config) {
+			c.Proxy, c.ACMEHosts, c.HTTPAddr = ProxyNginx, ACMEAll, ":80"
 		}},
 		{name: "haproxy without stats page", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "" }},
 		{name: "haproxy stats on another loopback address", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "127.0.0.2:8404" }},

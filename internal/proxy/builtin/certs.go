@@ -453,5 +453,5 @@ func (p *Proxy) logCertChanges(prev, next *certSet) {
 // metrics' view of what the log reports once per change. An empty result
 // means every certificate named is served.
 func (p *Proxy) CertProblems() []CertProblem {
-	return slices.Clone(p.table.Load().certs.problems)
+	return p.withACMEProblems(slices.Clone(p.table.Load().certs.problems)) // and ACME hosts' (acme.go)
 }

@@ -15,4 +15,9 @@
 // HTTPS (tls.go, certs.go) rides on the same table: Apply loads the hosts'
 // certificates and publishes them with it, ServeTLS serves the same handler
 // over TLS with certificates chosen by SNI, HTTP/2 by ALPN.
+//
+// The edge: Serve and ServeTLS accept the PROXY protocol from trusted
+// networks (proxyproto.go, trust.go), forwarded headers are kept from
+// trusted peers only (forward.go), every answer can go to an access log
+// (accesslog.go), and bodies and backend waits are bounded (limits.go).
 package builtin

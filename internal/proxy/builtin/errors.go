@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 )
@@ -15,6 +16,7 @@ const (
 	kindNoRoute        = "no-route"
 	kindNoLiveBackend  = "no-live-backend"
 	kindBackendFailure = "backend-unavailable"
+	kindBackendTimeout = "backend-timeout"
 )
 
 // noLiveError is returned by a route's RoundTrip when no backend is live.
@@ -52,6 +54,12 @@ func (e *httpEngine) serveErrorFunc(w http.ResponseWriter, r *http.Request, err 
 	case errors.As(err, &noLive):
 		e.counters.noLiveBackend.Add(1)
 		writeError(w, http.StatusServiceUnavailable, kindNoLiveBackend, noLive.Error())
+	case isBodyTooLarge(err):
+		// The body grew past Options.MaxBodyBytes while it was sent
+		// (limits.go); net/http closes the connection after this.
+		var mb *http.MaxBytesError
+		errors.As(err, &mb)
+		writeError(w, http.StatusRequestEntityTooLarge, kindBodyTooLarge, bodyTooLargeMessage(mb.Limit))
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer and the
 		// backend is not at fault.
@@ -65,6 +73,12 @@ func (e *httpEngine) serveErrorFunc(w http.ResponseWriter, r *http.Request, err 
 			addr, err = be.addr, be.err
 		}
 		e.log.Warn("backend request failed", "host", r.Host, "path", r.URL.Path, "backend", addr, "error", err)
+		if isResponseHeaderTimeout(err) {
+			// Options.ResponseHeaderTimeout: the backend took the
+			// request but did not answer in time.
+			writeError(w, http.StatusGatewayTimeout, kindBackendTimeout, "interlock: backend timed out")
+			return
+		}
 		writeError(w, http.StatusBadGateway, kindBackendFailure, "interlock: backend unavailable")
 	}
 }
@@ -80,4 +94,16 @@ func writeError(w http.ResponseWriter, code int, kind, msg string) {
 	h.Set(errorHeader, kind)
 	w.WriteHeader(code)
 	io.WriteString(w, msg+"\n")
+}
+
+// isResponseHeaderTimeout reports whether err is a backend that connected
+// but sent no response headers within the transport's
+// ResponseHeaderTimeout, as opposed to a connect timeout (a dialError).
+func isResponseHeaderTimeout(err error) bool {
+	var de *dialError
+	if errors.As(err, &de) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

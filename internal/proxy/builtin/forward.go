@@ -30,6 +30,13 @@ type httpEngine struct {
 	serveError func(http.ResponseWriter, *http.Request, error)
 
 	tunnels tunnelSet
+
+	// trustForwarded is Options.ForwardedTrusted: peers whose
+	// X-Forwarded-*/Forwarded headers are kept (keepForwarded).
+	// recordBackends makes RoundTrip tell the access log record which
+	// backend it tried.
+	trustForwarded trustedNets
+	recordBackends bool
 }
 
 // roots verifies backends with BackendTLS.Verify; nil means the system roots.
@@ -108,8 +115,9 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // rewrite is the ReverseProxy's Rewrite. ReverseProxy has already dropped
 // hop-by-hop headers and every incoming Forwarded/X-Forwarded-* header; the
-// X-Forwarded-* set here therefore describe this hop only. Trusting them
-// from known proxies comes with a later issue (DESIGN.md invariant 8).
+// X-Forwarded-* set here therefore describe this hop only, unless the peer
+// is trusted (Options.ForwardedTrusted, DESIGN.md invariant 8): then
+// keepForwarded puts the incoming ones back.
 func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	rt := f.route
 	pr.Out.URL.Scheme = f.scheme
@@ -121,7 +129,11 @@ func (f *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	if rt.strip {
 		stripURLPath(pr.Out, rt.path)
 	}
-	pr.SetXForwarded()
+	if f.engine.trustForwarded.containsRemote(pr.In.RemoteAddr) {
+		keepForwarded(pr)
+	} else {
+		pr.SetXForwarded()
+	}
 	// Backends see the name the client asked for, like nginx's
 	// proxy_set_header Host $host: virtual hosting and absolute redirects
 	// keep working behind the proxy.
@@ -140,6 +152,23 @@ func stripURLPath(r *http.Request, prefix string) {
 			u.RawPath = stripPrefix(u.RawPath, prefix)
 		} else {
 			u.RawPath = ""
+		}
+	}
+}
+
+// keepForwarded sets the forwarded headers of a request from a trusted peer:
+// its X-Forwarded-For with the peer appended, its own X-Forwarded-Host and
+// X-Forwarded-Proto when it sent them (this hop's otherwise), and its
+// Forwarded as is (the proxy writes no Forwarded of its own).
+func keepForwarded(pr *httputil.ProxyRequest) {
+	in, out := pr.In.Header, pr.Out.Header
+	if v := in["X-Forwarded-For"]; len(v) > 0 {
+		out["X-Forwarded-For"] = v // SetXForwarded appends the peer to it
+	}
+	pr.SetXForwarded()
+	for _, k := range [...]string{"X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		if v := in[k]; len(v) > 0 {
+			out[k] = v
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,37 @@ type Options struct {
 	// BackendRootCAs verifies backends with BackendTLS.Verify. Nil means
 	// the system roots.
 	BackendRootCAs *x509.CertPool
+	// Certificates, when set, supplies the certificates of ACME hosts
+	// (routing.TLS.ACME) and answers their ACME challenges (acme.go;
+	// internal/acme implements it). Nil: ACME hosts get the default
+	// certificate and are reported in CertProblems.
+	Certificates CertSource
+
+	// The edge: trusted client addresses, access log, backend timeouts,
+	// body limit (proxyproto.go, forward.go, accesslog.go, limits.go).
+
+	// ProxyProtocolTrusted lists the networks whose connections to the
+	// listeners given to Serve and ServeTLS may start with a PROXY
+	// protocol v1 or v2 header; anyone else's that does is closed. Empty:
+	// PROXY protocol off.
+	ProxyProtocolTrusted []netip.Prefix
+	// ForwardedTrusted lists the networks whose requests keep their
+	// X-Forwarded-For (the peer is appended), X-Forwarded-Host,
+	// X-Forwarded-Proto and Forwarded headers. The peer is RemoteAddr,
+	// which a PROXY header sets. Empty: they are always replaced.
+	ForwardedTrusted []netip.Prefix
+	// AccessLog, when set, gets one line per request. The caller opens
+	// it (OpenAccessLog), reopens and closes it. Nil logs nothing and
+	// costs nothing.
+	AccessLog *AccessLog
+	// ResponseHeaderTimeout bounds the wait for a backend's response
+	// headers once the request is sent (then 504). Zero: no limit.
+	ResponseHeaderTimeout time.Duration
+	// BackendIdleTimeout is how long an idle backend connection is kept.
+	// Zero means 90s.
+	BackendIdleTimeout time.Duration
+	// MaxBodyBytes, when positive, bounds request bodies: 413 past it.
+	MaxBodyBytes int64
 }
 
 const (
@@ -76,6 +108,15 @@ type Proxy struct {
 	// dialTimeout and ejectFor are the engine's, for passthrough
 	// connections.
 	dialTimeout, ejectFor time.Duration
+
+	// The edge (Options). ppLogged and ppSuppressed rate-limit the log of
+	// refused PROXY headers (proxyproto.go).
+	proxyTrusted    trustedNets
+	access          *AccessLog
+	maxBody         int64
+	bodyTooLargeMsg string
+	ppLogged        atomic.Int64
+	ppSuppressed    atomic.Uint64
 
 	// requests is Options.Requests; unknown is its recorder for requests
 	// no host answers. Both are nil when nothing is recorded.
@@ -107,6 +148,10 @@ type Proxy struct {
 	httpsPort    int
 	redirectPort atomic.Pointer[string]
 	hsts         string
+	// certSource is Options.Certificates; acmeOff, guarded by mu, the
+	// ACME names last warned about while it is nil (acme.go).
+	certSource CertSource
+	acmeOff    []string
 }
 
 // New returns a Proxy with an empty table.
@@ -135,6 +180,7 @@ func New(opts Options) *Proxy {
 		httpsPort:   opts.HTTPSPort,
 		dialTimeout: dialTimeout,
 		ejectFor:    ejectFor,
+		certSource:  opts.Certificates,
 	}
 	if p.profile.Name == "" {
 		p.profile, _ = tlsconf.Lookup(tlsconf.Default)
@@ -154,7 +200,16 @@ func New(opts Options) *Proxy {
 		p.requests = opts.Requests
 		p.unknown = opts.Requests.Host(UnknownHost)
 	}
-	p.engine = newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters, opts.BackendRootCAs)
+	e := newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters, opts.BackendRootCAs)
+	e.applyBackendTimeouts(opts.ResponseHeaderTimeout, opts.BackendIdleTimeout)
+	e.trustForwarded = newTrustedNets(opts.ForwardedTrusted)
+	e.recordBackends = opts.AccessLog != nil
+	p.engine = e
+	p.proxyTrusted = newTrustedNets(opts.ProxyProtocolTrusted)
+	p.access = opts.AccessLog
+	if opts.MaxBodyBytes > 0 {
+		p.maxBody, p.bodyTooLargeMsg = opts.MaxBodyBytes, bodyTooLargeMessage(opts.MaxBodyBytes)
+	}
 	p.table.Store(&table{hosts: map[string]*host{}, certs: &certSet{}})
 	return p
 }
@@ -189,6 +244,7 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	// (the default certificate) and is reported, never an error.
 	var cache map[certKey]*certEntry
 	c.table.certs, cache = p.loadCerts(t, c.table)
+	p.syncACME(c.table) // the ACME hosts' names to Options.Certificates (acme.go)
 	if p.requests != nil {
 		// Recorders are looked up here, once per host per Apply, so that
 		// a request only calls Observe on the one its host holds.
@@ -223,13 +279,40 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 // 502 when every backend it tried failed. With Options.Requests set, every
 // answer is recorded under its host. It serves the plain and the TLS
 // listener alike (tlsPolicy): a plain request to a TLS.Only host is
-// redirected to HTTPS, and over TLS only hosts with TLS are served.
+// redirected to HTTPS, and over TLS only hosts with TLS are served. With
+// Options.MaxBodyBytes a larger body gets 413 (limits.go); with
+// Options.AccessLog every answer gets a line (accesslog.go).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.maxBody > 0 {
+		p.limitBody(w, r)
+	}
+	if p.access != nil {
+		p.serveLogged(w, r)
+		return
+	}
+	p.serve(w, r, nil)
+}
+
+// serve is ServeHTTP once the body is limited; rec, the request's access
+// log record (nil without an access log), is told the route.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rec *accessRecord) {
 	var start time.Time
 	if p.requests != nil {
 		start = time.Now()
 	}
-	h, rt := p.table.Load().match(r.Host, r.URL.Path)
+	t := p.table.Load()
+	h, rt := t.match(r.Host, r.URL.Path)
+	if rec != nil {
+		rec.route = rt
+	}
+	if p.certSource != nil && r.TLS == nil && p.acmeChallenge(w, r, t) {
+		// An ACME HTTP-01 challenge (acme.go): answered before any
+		// routing and before the ssl_only redirect.
+		if p.requests != nil {
+			p.observe(h, http.StatusOK, start)
+		}
+		return
+	}
 	if h != nil && (h.tls != nil || r.TLS != nil) {
 		// The HTTPS rules (tls.go): TLS.Only redirects plain requests,
 		// HSTS, and no plain-HTTP host over TLS.
@@ -245,6 +328,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.observe(h, code, start)
 		}
 		return
+	}
+	if p.maxBody > 0 {
+		if code := p.bodyTooLarge(w, r); code != 0 {
+			if p.requests != nil {
+				p.observe(h, code, start)
+			}
+			return
+		}
 	}
 	if p.requests != nil {
 		p.forwardObserved(w, r, h, rt, start)

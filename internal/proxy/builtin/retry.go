@@ -37,6 +37,10 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		client = clientIP(req.RemoteAddr)
 	}
 	body := trackBody(req)
+	var rec *accessRecord
+	if f.engine.recordBackends {
+		rec = recordOf(req)
+	}
 
 	var triedBuf [8]int // stack space for the common case
 	tried := triedBuf[:0]
@@ -64,6 +68,9 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		tried = append(tried, i)
 		b := &rt.backends[i]
 		req.URL.Host = b.addr
+		if rec != nil {
+			rec.backend = b.addr
+		}
 		b.state.begin()
 		res, err := f.base.RoundTrip(req)
 		if err == nil {
@@ -74,8 +81,12 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 			return f.engine.wrapResponse(req, res, b)
 		}
 		b.state.end()
-		b.state.failures.Add(1)
 		lastErr, last = err, b
+		if isBodyTooLarge(err) {
+			// The client's fault, not the backend's: 413, no retry.
+			break
+		}
+		b.state.failures.Add(1)
 
 		var de *dialError
 		if !errors.As(err, &de) || req.Context().Err() != nil {

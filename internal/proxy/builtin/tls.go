@@ -24,8 +24,10 @@ const hstsHeader = "Strict-Transport-Security"
 // GetCertificate that picks the live table's certificate for the client's
 // SNI name, or the self-signed default certificate for a name no host
 // certificate serves (no SNI, an unknown name, a host without a usable
-// certificate of its own). Each call returns a fresh Config; every one
-// follows the live table.
+// certificate of its own). With Options.Certificates, ALPN also offers
+// acme-tls/1 (TLS-ALPN-01 challenges) and ACME hosts get its
+// certificates. Each call returns a fresh Config; every one follows the
+// live table.
 //
 // Go cannot configure TLS 1.3 suites (it offers all three, as every
 // profile does) nor prefer server cipher order (it chooses well itself).
@@ -39,6 +41,11 @@ func (p *Proxy) TLSConfig() *tls.Config {
 		cfg.NextProtos = []string{"h2", "http/1.1"}
 	} else {
 		cfg.NextProtos = []string{"http/1.1"}
+	}
+	if p.certSource != nil {
+		// TLS-ALPN-01 challenges (acme.go): a CA's handshake offers only
+		// acme-tls/1, and one with no protocol in common is refused.
+		cfg.NextProtos = append(cfg.NextProtos, acmeTLS1)
 	}
 	return cfg
 }
@@ -89,7 +96,9 @@ func (p *Proxy) ServeTLS(srv *http.Server, ln net.Listener) error {
 			p.setRedirectPort(a.Port)
 		}
 	}
-	return srv.ServeTLS(p.passthroughListener(ln), "", "")
+	// A PROXY header comes before the ClientHello: it is read beneath the
+	// SNI reader of passthrough (proxyproto.go).
+	return srv.ServeTLS(p.passthroughListener(p.proxyProtocolListener(ln, srv)), "", "")
 }
 
 // setRedirectPort sets the port TLS.Only redirects name.
@@ -101,14 +110,19 @@ func (p *Proxy) setRedirectPort(port int) {
 	p.redirectPort.Store(&s)
 }
 
-// getCertificate is TLSConfig's GetCertificate. A host certificate that
-// expired since it was loaded is not served: the client gets the default
-// one, as for any other unusable certificate.
+// getCertificate is TLSConfig's GetCertificate: the label certificate
+// first, then for an ACME host Options.Certificates' (acme.go), else the
+// default certificate. A host certificate that expired since it was
+// loaded is not served: the client gets the default one, as for any other
+// unusable certificate.
 func (p *Proxy) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if hc := p.table.Load().certs.byName[hostname(hello.ServerName)]; hc != nil {
 		if now := time.Now(); now.Before(hc.notAfter) && !now.Before(hc.notBefore) {
 			return hc.cert, nil
 		}
+	}
+	if c := p.acmeCertificate(hello); c != nil {
+		return c, nil // an ACME host's, or a TLS-ALPN-01 challenge's (acme.go)
 	}
 	return p.defaultCert()
 }

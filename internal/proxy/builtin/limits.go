@@ -1,0 +1,65 @@
+package builtin
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Limits and timeouts of the data plane. The client side (how long a
+// client may take to send its headers, its body, the next request; how
+// large a request head may be) belongs to the caller's http.Server:
+// ReadHeaderTimeout, ReadTimeout, IdleTimeout and MaxHeaderBytes, which
+// net/http enforces itself (431 for a head that is too large). The
+// backend side and the body limit are the proxy's (Options).
+
+// kindBodyTooLarge is the X-Interlock-Error of a 413.
+const kindBodyTooLarge = "body-too-large"
+
+// limitBody caps r's body at p.maxBody: reading past it fails with an
+// *http.MaxBytesError, which the route's error handler answers with 413
+// (serveErrorFunc). w must be the server's own ResponseWriter, so that
+// net/http closes the connection after the answer instead of reading the
+// rest of the body. A body whose Content-Length is already too large is
+// left alone: bodyTooLarge answers it before anything is read.
+func (p *Proxy) limitBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength <= p.maxBody {
+		r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+	}
+}
+
+// bodyTooLarge answers a request whose declared body is over the limit
+// with 413, before a backend is asked, and closes the connection
+// afterwards; 0 when the body may go on.
+func (p *Proxy) bodyTooLarge(w http.ResponseWriter, r *http.Request) int {
+	if r.ContentLength <= p.maxBody {
+		return 0
+	}
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, kindBodyTooLarge, p.bodyTooLargeMsg)
+	return http.StatusRequestEntityTooLarge
+}
+
+// isBodyTooLarge reports whether err comes from a body read past the limit.
+func isBodyTooLarge(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+func bodyTooLargeMessage(limit int64) string {
+	return "interlock: request body larger than " + strconv.FormatInt(limit, 10) + " bytes"
+}
+
+// applyBackendTimeouts sets the transports' backend timeouts (Options):
+// the wait for response headers (zero: none) and how long an idle
+// connection is kept (zero: idleConnTimeout).
+func (e *httpEngine) applyBackendTimeouts(responseHeader, idle time.Duration) {
+	if idle <= 0 {
+		idle = idleConnTimeout
+	}
+	for _, t := range []*http.Transport{e.plain, e.tlsVerify, e.tlsInsecure} {
+		t.ResponseHeaderTimeout = responseHeader
+		t.IdleConnTimeout = idle
+	}
+}
