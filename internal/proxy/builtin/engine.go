@@ -19,4 +19,8 @@ type engine interface {
 	forwarder(rt *route) http.Handler
 	// close drops idle backend connections and ends upgraded tunnels.
 	close() error
+	// closeIdle drops idle backend connections: Apply calls it when
+	// backends left the table, so none of their kept-alive connections
+	// (to a node that may be gone) takes another request.
+	closeIdle()
 }

@@ -91,10 +91,16 @@ func (e *httpEngine) forwarder(rt *route) http.Handler {
 
 // close implements engine.
 func (e *httpEngine) close() error {
+	e.closeIdle()
+	return e.tunnels.closeAll()
+}
+
+// closeIdle implements engine. The transports cannot drop one backend's
+// connections alone; the others' are dialed again, once.
+func (e *httpEngine) closeIdle() {
 	e.plain.CloseIdleConnections()
 	e.tlsVerify.CloseIdleConnections()
 	e.tlsInsecure.CloseIdleConnections()
-	return e.tunnels.closeAll()
 }
 
 // forwarder serves the requests of one route: its ReverseProxy rewrites the

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
 )
 
 // TestForwardedHeadersTrusted: a request from a peer in ForwardedTrusted
@@ -96,5 +98,44 @@ func TestTrustedNets(t *testing.T) {
 	}
 	if got := testing.AllocsPerRun(100, func() { n.containsRemote("[2001:db8::1]:443") }); got != 0 {
 		t.Errorf("containsRemote allocates %v times", got)
+	}
+}
+
+// TestSSLOnlyBehindTLSTerminator: a load balancer that terminated TLS
+// forwards plain HTTP with X-Forwarded-Proto: https (or Forwarded
+// proto=https); from a trusted peer an ssl_only host serves it instead of
+// redirecting it back to HTTPS forever; from anyone else, or without the
+// header, it still redirects.
+func TestSSLOnlyBehindTLSTerminator(t *testing.T) {
+	b := newBackend(t, "b")
+	secure := hostOf("app.example", routeOf("/", addr(b)))
+	secure.TLS = &routing.TLS{Only: true}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		sent    http.Header
+		want    int
+	}{
+		{"trusted, X-Forwarded-Proto https", []string{"127.0.0.0/8"}, http.Header{"X-Forwarded-Proto": {"https"}}, 200},
+		{"trusted, Forwarded proto=https from the last hop", []string{"127.0.0.0/8"}, http.Header{"Forwarded": {"for=1.2.3.4;proto=http, for=10.0.0.1;proto=https"}}, 200},
+		{"trusted, Forwarded proto=http from the last hop", []string{"127.0.0.0/8"}, http.Header{"Forwarded": {"for=1.2.3.4;proto=https, for=10.0.0.1;proto=http"}}, 301},
+		{"trusted, no header", []string{"127.0.0.0/8"}, nil, 301},
+		{"trusted, X-Forwarded-Proto http", []string{"127.0.0.0/8"}, http.Header{"X-Forwarded-Proto": {"http"}}, 301},
+		{"untrusted peer claims https", []string{"10.0.0.0/8"}, http.Header{"X-Forwarded-Proto": {"https"}}, 301},
+		{"nobody trusted", nil, http.Header{"X-Forwarded-Proto": {"https"}}, 301},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{}
+			if tc.trusted != nil {
+				opts.ForwardedTrusted = prefixes(t, tc.trusted...)
+			}
+			p := newTestProxy(t, opts, nil)
+			mustApply(t, p, tableOf(secure))
+			srv := serve(t, p)
+			if res := do(t, noFollow, srv, http.MethodGet, "app.example", "/x", nil, tc.sent); res.status != tc.want {
+				t.Errorf("status %d, want %d", res.status, tc.want)
+			}
+		})
 	}
 }

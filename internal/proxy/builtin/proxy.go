@@ -141,6 +141,9 @@ type Proxy struct {
 	// applied is the table of the last Apply, guarded by mu: RefreshCerts
 	// loads its certificates again.
 	applied routing.Table
+	// forwardedTrusted are the peers whose forwarded headers are believed
+	// (Options.ForwardedTrusted), here for the ssl_only redirect.
+	forwardedTrusted trustedNets
 	// rewriting maps hosts whose certificate files read as broken since a
 	// poll to when it first saw that (certwatch.go), guarded by mu.
 	rewriting    map[string]time.Time
@@ -203,6 +206,7 @@ func New(opts Options) *Proxy {
 	e := newHTTPEngine(logger, p.clock, dialTimeout, ejectFor, &p.counters, opts.BackendRootCAs)
 	e.applyBackendTimeouts(opts.ResponseHeaderTimeout, opts.BackendIdleTimeout)
 	e.trustForwarded = newTrustedNets(opts.ForwardedTrusted)
+	p.forwardedTrusted = e.trustForwarded
 	e.recordBackends = opts.AccessLog != nil
 	p.engine = e
 	p.proxyTrusted = newTrustedNets(opts.ProxyProtocolTrusted)
@@ -257,7 +261,17 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	prev := p.table.Load()
 	p.table.Store(c.table)
 	// Addresses that left the table lose their state here; see backendState.
+	gone := false
+	for addr := range p.states {
+		if _, ok := c.states[addr]; !ok {
+			gone = true
+			break
+		}
+	}
 	p.states = c.states
+	if gone {
+		p.engine.closeIdle()
+	}
 	p.certCache = cache
 	p.applied = t
 	p.logCertChanges(prev.certs, c.table.certs)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -23,13 +24,24 @@ import (
 // ReverseProxy installed stay attached. The route's candidate list is f's,
 // so the request carries nothing extra in its context.
 //
-// A request is retried only when it cannot have reached the backend: the
-// error is a dialError (no connection was ever made) and its body is empty,
-// never read (the transport does not touch the body before it has a
-// connection; see replayBody), or rewindable with GetBody. Under those
-// conditions the method does not matter: nothing was sent, so replaying a
-// POST is as safe as replaying a GET. Any other failure (a reset or timeout after the request went out) is
-// returned as is. At most len(backends)-1 retries are made.
+// A request is retried, on another backend, when it cannot have reached
+// the backend, or when replaying it is harmless:
+//
+//   - the error is a dialError (no connection was ever made), whatever the
+//     method: nothing was sent, so replaying a POST is as safe as
+//     replaying a GET;
+//   - the request is idempotent (GET, HEAD, OPTIONS, TRACE, or it carries
+//     an Idempotency-Key) and the connection was lost before any response
+//     header came (connectionLost): reset, closed, or cut by the kernel
+//     because the backend acknowledged nothing for unackedTimeout (its
+//     node is gone). This is DESIGN.md invariant 7: a dead backend costs
+//     no idempotent request.
+//
+// Either way the body must be empty, never read (the transport does not
+// touch the body before it has a connection; see replayBody), or
+// rewindable with GetBody. A backend that did not answer in time
+// (ResponseHeaderTimeout: slow, not gone) and a client that gave up are
+// not retried. At most len(backends)-1 retries are made.
 func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := f.route
 	var client string
@@ -89,15 +101,19 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.state.failures.Add(1)
 
 		var de *dialError
-		if !errors.As(err, &de) || req.Context().Err() != nil {
-			// Either the request may have reached the backend, or the
-			// client gave up (its cancellation also ends a dial): the
-			// backend is not to blame, and there is no one to retry for.
+		dialFailed := errors.As(err, &de)
+		if req.Context().Err() != nil || (!dialFailed && (!idempotent(req) || !connectionLost(err))) {
+			// The client gave up (its cancellation also ends a dial), or
+			// the request may have done something at the backend: there
+			// is no one to retry for, or it is not safe to.
 			break
 		}
 		if b.state.eject(now, f.engine.ejectFor) {
-			f.engine.log.Warn("backend ejected after a connect failure",
-				"host", rt.host, "path", rt.path, "backend", b.addr, "name", b.name,
+			what := "backend ejected after a connect failure"
+			if !dialFailed {
+				what = "backend ejected after its connection failed before an answer"
+			}
+			f.engine.log.Warn(what, "host", rt.host, "path", rt.path, "backend", b.addr, "name", b.name,
 				"for", f.engine.ejectFor, "error", err)
 		}
 		if !rewind(req, &body) {
@@ -109,6 +125,34 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, rt.noLive
 	}
 	return nil, &backendError{addr: last.addr, err: lastErr}
+}
+
+// connectionLost reports whether err is a backend connection that broke
+// (closed, reset, unacknowledged until the kernel gave up, unreachable) as
+// opposed to one that worked and said no: a TLS certificate the proxy
+// does not trust, a malformed answer, or no answer in time from a backend
+// that is alive (ResponseHeaderTimeout). Only the first is a reason to go
+// to another backend.
+func connectionLost(err error) bool {
+	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.ECONNABORTED,
+		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// idempotent reports whether req may be sent twice (RFC 9110 9.2.2), as
+// net/http's own transport decides for its retries.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
 }
 
 // wrapResponse ties the backend's in-flight count to the response body, so

@@ -23,7 +23,16 @@ const (
 	refuse         = "refuse"           // connection refused: a dialError
 	readThenRefuse = "read-then-refuse" // reads a byte of the body, then a dialError
 	reset          = "reset"            // fails after the request went out
+	slow           = "slow"             // no response headers in time (ResponseHeaderTimeout)
 )
+
+// headerTimeout is the error net/http's transport returns for a backend
+// that sends no response headers within ResponseHeaderTimeout.
+type headerTimeout struct{}
+
+func (headerTimeout) Error() string   { return "net/http: timeout awaiting response headers" }
+func (headerTimeout) Timeout() bool   { return true }
+func (headerTimeout) Temporary() bool { return true }
 
 // fakeBase stands in for the http.Transport under a forwarder.
 type fakeBase struct {
@@ -49,6 +58,8 @@ func (f *fakeBase) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, refused
 	case reset:
 		return nil, io.ErrUnexpectedEOF
+	case slow:
+		return nil, headerTimeout{}
 	}
 	var body []byte
 	if req.Body != nil {
@@ -92,10 +103,12 @@ func TestRetryRules(t *testing.T) {
 		method      string
 		body        string // "" for none
 		keepGetBody bool   // leave http.NewRequest's GetBody in place
-		cancel      bool
-		wantCalls   []string
-		wantOK      string // response body when the request succeeds; "" for an error
-		wantEjected []string
+		// idempotencyKey sets an Idempotency-Key header.
+		idempotencyKey bool
+		cancel         bool
+		wantCalls      []string
+		wantOK         string // response body when the request succeeds; "" for an error
+		wantEjected    []string
 	}{
 		{
 			name:      "dial error, no body: retried",
@@ -122,8 +135,32 @@ func TestRetryRules(t *testing.T) {
 			wantCalls: []string{a, b}, wantOK: b + ":payload", wantEjected: []string{a},
 		},
 		{
-			name:      "failure after sending: not retried, not ejected",
+			name:      "failure after sending a POST: not retried, not ejected",
 			behave:    map[string]string{a: reset, b: ok, c: ok},
+			method:    "POST",
+			wantCalls: []string{a},
+		},
+		{
+			name:      "failure after sending a GET: idempotent, so retried, and the backend ejected",
+			behave:    map[string]string{a: reset, b: ok, c: ok},
+			method:    "GET",
+			wantCalls: []string{a, b}, wantOK: b + ":", wantEjected: []string{a},
+		},
+		{
+			name:      "failure after sending a HEAD: retried",
+			behave:    map[string]string{a: reset, b: ok, c: ok},
+			method:    "HEAD",
+			wantCalls: []string{a, b}, wantOK: b + ":", wantEjected: []string{a},
+		},
+		{
+			name:   "failure after sending a POST with an Idempotency-Key: retried with its body",
+			behave: map[string]string{a: reset, b: ok, c: ok},
+			method: "POST", body: "payload", keepGetBody: true, idempotencyKey: true,
+			wantCalls: []string{a, b}, wantOK: b + ":payload", wantEjected: []string{a},
+		},
+		{
+			name:      "no response headers in time: slow, not gone, so not retried",
+			behave:    map[string]string{a: slow, b: ok, c: ok},
 			method:    "GET",
 			wantCalls: []string{a},
 		},
@@ -174,6 +211,9 @@ func TestRetryRules(t *testing.T) {
 			}
 			if !tt.keepGetBody {
 				req.GetBody = nil // as on every request a server hands us
+			}
+			if tt.idempotencyKey {
+				req.Header.Set("Idempotency-Key", "k1")
 			}
 
 			res, err := f.RoundTrip(req)
@@ -423,5 +463,60 @@ func TestBackendTLS(t *testing.T) {
 				t.Errorf("a TLS failure ejected the backend; only connect failures should")
 			}
 		})
+	}
+}
+
+// resettingBackend accepts connections, reads the request and resets the
+// connection without answering: a backend that died with the request on
+// its socket.
+func resettingBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, _ = c.Read(make([]byte, 4096))
+				_ = c.(*net.TCPConn).SetLinger(0) // RST, not FIN
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestLostConnectionRetriedForIdempotent: over real connections, a GET
+// whose backend resets it before answering is served by another backend
+// and the dead one is ejected; a POST is not replayed (502).
+func TestLostConnectionRetriedForIdempotent(t *testing.T) {
+	dead, live := resettingBackend(t), newBackend(t, "live")
+	p := newTestProxy(t, Options{}, nil)
+	// Source balancing with one client picks one backend first every time;
+	// two routes in either order cover "dead first".
+	mustApply(t, p, tableOf(hostOf("app.example", routeOf("/", dead, addr(live)))))
+	srv := serve(t, p)
+	for range 4 {
+		if res := get(t, srv, "app.example", "/"); res.status != 200 || res.echo.Backend != "live" {
+			t.Fatalf("GET: %d %q from %q, want 200 from the live backend", res.status, res.body, res.echo.Backend)
+		}
+	}
+	if s := statsOf(t, p, dead); !s.Ejected || s.Failures == 0 {
+		t.Errorf("the resetting backend: %+v, want it ejected after a failure", s)
+	}
+
+	// A POST may have done its work: never replayed, whatever the backend.
+	p2 := newTestProxy(t, Options{}, nil)
+	mustApply(t, p2, tableOf(hostOf("app.example", routeOf("/", dead))))
+	srv2 := serve(t, p2)
+	res := do(t, srv2.Client(), srv2, http.MethodPost, "app.example", "/", strings.NewReader("x"), nil)
+	if res.status != http.StatusBadGateway {
+		t.Errorf("POST to a backend that resets: %d, want 502", res.status)
 	}
 }

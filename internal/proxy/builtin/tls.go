@@ -135,6 +135,12 @@ func (p *Proxy) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 // returns the status code when it answered, 0 when the request goes on.
 func (p *Proxy) tlsPolicy(w http.ResponseWriter, r *http.Request, h *host) int {
 	if r.TLS == nil {
+		// A load balancer in front that terminated TLS says so, and is
+		// believed only from --forwarded-headers-trusted-ips: otherwise
+		// an ssl_only host would redirect its own HTTPS clients forever.
+		if h.tls.Only && p.forwardedHTTPS(r) {
+			return 0
+		}
 		// A passthrough host's backends speak only TLS, so plain HTTP is
 		// sent there too.
 		if h.tls.Only || h.tls.Passthrough {
@@ -154,6 +160,29 @@ func (p *Proxy) tlsPolicy(w http.ResponseWriter, r *http.Request, h *host) int {
 		w.Header().Set(hstsHeader, p.hsts)
 	}
 	return 0
+}
+
+// forwardedHTTPS reports whether a trusted peer says the client came over
+// HTTPS (X-Forwarded-Proto: https, or proto=https in Forwarded).
+func (p *Proxy) forwardedHTTPS(r *http.Request) bool {
+	if len(p.forwardedTrusted) == 0 || !p.forwardedTrusted.containsRemote(r.RemoteAddr) {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https") {
+		return true
+	}
+	// Forwarded: the last element is the one the trusted peer added.
+	values := r.Header.Values("Forwarded")
+	if len(values) == 0 {
+		return false
+	}
+	elems := strings.Split(values[len(values)-1], ",")
+	for part := range strings.SplitSeq(elems[len(elems)-1], ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && strings.EqualFold(k, "proto") {
+			return strings.EqualFold(strings.Trim(v, `"`), "https")
+		}
+	}
+	return false
 }
 
 // urlHost brackets an IPv6 literal for a URL.

@@ -17,7 +17,11 @@ const (
 	idleConnTimeout     = 90 * time.Second
 	tlsHandshakeTimeout = 10 * time.Second
 	tcpKeepAlive        = 30 * time.Second
-	bufferSize          = 32 << 10
+	// unackedTimeout is the TCP_USER_TIMEOUT of backend connections: a
+	// backend that acknowledges nothing for this long is gone (its node
+	// died), and the request is retried elsewhere when it is idempotent.
+	unackedTimeout = 3 * time.Second
+	bufferSize     = 32 << 10
 )
 
 // newTransport returns an http.Transport tuned for a reverse proxy. tlsConf
@@ -50,7 +54,7 @@ type dialer struct {
 }
 
 func newDialer(timeout time.Duration) *dialer {
-	return &dialer{Dialer: net.Dialer{Timeout: timeout, KeepAlive: tcpKeepAlive}}
+	return &dialer{Dialer: net.Dialer{Timeout: timeout, KeepAlive: tcpKeepAlive, Control: setUserTimeout(unackedTimeout)}}
 }
 
 // DialContext is http.Transport.DialContext.
