@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -135,12 +136,12 @@ func TestDockerConnectionCutAndRestored(t *testing.T) {
 	in.waitStatus(t, before, "/", http.StatusOK)
 
 	relay.Cut()
-	testenv.WaitFor(t, 10*time.Second, "readyz reports the lost connection", func() error {
+	testenv.WaitFor(t, 10*time.Second, "readyz reports the lost connection, degraded but serving", func() error {
 		code, body, err := httpGet(in.api+"/readyz", "")
 		if err != nil {
 			return err
 		}
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "docker") {
+		if code != http.StatusOK || !strings.Contains(body, "degraded: not connected to docker") {
 			return fmt.Errorf("readyz %d: %s", code, body)
 		}
 		return nil
@@ -165,6 +166,53 @@ func TestDockerConnectionCutAndRestored(t *testing.T) {
 	}
 	if !strings.Contains(in.logs.String(), "docker connection restored") {
 		t.Errorf("reconnect not logged")
+	}
+}
+
+// TestDockerHostListFailsOver: --docker-host lists two endpoints of the
+// same engine (relays standing in for two managers). When the one in use
+// dies, Interlock moves to the next at once, lists everything again and
+// keeps routing; the table never stops serving.
+func TestDockerHostListFailsOver(t *testing.T) {
+	e := needDocker(t)
+	first, err := testenv.NewRelay("/var/run/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := testenv.NewRelay("/var/run/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	in := startInterlock(t, "--docker-host", first.Addr()+","+second.Addr())
+	before, after := hostFor(t, "before"), hostFor(t, "after")
+	e.Run(t, testenv.ContainerSpec{Name: "before", Labels: labelsFor(before), PublishPort: 8000})
+	in.waitStatus(t, before, "/", http.StatusOK)
+
+	first.Cut()
+	cut := time.Now()
+	e.Run(t, testenv.ContainerSpec{Name: "after", Labels: labelsFor(after), PublishPort: 8000})
+	in.waitStatus(t, after, "/", http.StatusOK) // seen through the second endpoint
+	t.Logf("a container started after the first endpoint died was routed %v later", time.Since(cut).Round(time.Millisecond))
+	if r, err := in.get(before, "/"); err != nil || r.code != http.StatusOK {
+		t.Errorf("the host routed before the failover: %v %d", err, r.code)
+	}
+	var st struct {
+		Docker struct {
+			Connected bool   `json:"connected"`
+			Host      string `json:"host"`
+		} `json:"docker"`
+	}
+	_, body := in.status(t)
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Docker.Connected || st.Docker.Host != second.Addr() {
+		t.Errorf("docker status %+v, want connected to %s", st.Docker, second.Addr())
+	}
+	if !strings.Contains(in.logs.String(), "trying the next docker endpoint") {
+		t.Errorf("the failover is not logged")
 	}
 }
 

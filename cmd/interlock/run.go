@@ -19,6 +19,7 @@ import (
 	"github.com/interlock-proxy/interlock/internal/discovery"
 	"github.com/interlock-proxy/interlock/internal/docker"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
+	"github.com/moby/moby/client"
 )
 
 // loadConfig loads the configuration of run and render; -h prints the
@@ -36,7 +37,25 @@ func loadConfig(args, environ []string, help io.Writer) (config.Config, error) {
 }
 
 func endpoint(cfg config.Config) docker.Endpoint {
-	return docker.Endpoint{Host: cfg.DockerHost, CA: cfg.TLSCA, Cert: cfg.TLSCert, Key: cfg.TLSKey, Verify: cfg.TLSVerify}
+	return docker.Endpoint{Host: cfg.DockerHosts()[0], CA: cfg.TLSCA, Cert: cfg.TLSCert, Key: cfg.TLSKey, Verify: cfg.TLSVerify}
+}
+
+// failover are clients for the managers after the first in --docker-host.
+func failover(cfg config.Config) ([]*client.Client, error) {
+	var out []*client.Client
+	for _, h := range cfg.DockerHosts()[1:] {
+		e := endpoint(cfg)
+		e.Host = h
+		cli, err := docker.NewClient(e)
+		if err != nil {
+			for _, c := range out {
+				c.Close()
+			}
+			return nil, err
+		}
+		out = append(out, cli)
+	}
+	return out, nil
 }
 
 func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) error {
@@ -52,6 +71,13 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		return err
 	}
 	defer cli.Close()
+	others, err := failover(cfg)
+	if err != nil {
+		return err
+	}
+	for _, c := range others {
+		defer c.Close()
+	}
 
 	// The driver: the built-in proxy serves --http-addr itself; nginx and
 	// haproxy listen there on their own, and reload, so their changes are
@@ -134,7 +160,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		return fmt.Errorf("--api-addr %s: %w", cfg.APIAddr, err)
 	}
 
-	source := docker.NewSource(cli, docker.SourceOptions{Resync: cfg.ResyncInterval, Logger: log})
+	source := docker.NewSource(cli, docker.SourceOptions{Resync: cfg.ResyncInterval, Logger: log, Failover: others})
 	ctl := controller.New(driver,
 		discoveryOptions(cfg),
 		ctlOpts)

@@ -131,8 +131,11 @@ func (s *Server) routes(w http.ResponseWriter, _ *http.Request) {
 
 // StatusResponse is the body of GET /api/status.
 type StatusResponse struct {
-	Version    string            `json:"version"`
-	Ready      bool              `json:"ready"`
+	Version string `json:"version"`
+	Ready   bool   `json:"ready"`
+	// Degraded says why Interlock serves its last good table without
+	// following Docker; "" when it follows it.
+	Degraded   string            `json:"degraded,omitempty"`
 	Docker     docker.Status     `json:"docker"`
 	Controller controller.Status `json:"controller"`
 	Hosts      int               `json:"hosts"`
@@ -174,6 +177,7 @@ func (s *Server) status() StatusResponse {
 	return StatusResponse{
 		Version:      s.version,
 		Ready:        s.notReady(st, ds) == "",
+		Degraded:     degraded(st, ds),
 		Docker:       ds,
 		Controller:   st,
 		Hosts:        len(st.Table.Hosts),
@@ -230,7 +234,23 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("not ready: " + why + "\n"))
 		return
 	}
+	if why := degraded(s.controller.Status(), s.docker.Status()); why != "" {
+		_, _ = w.Write([]byte("degraded: " + why + "\n"))
+		return
+	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// degraded says why Interlock serves without following Docker: it lost
+// the connection after a table was applied. The proxy still serves that
+// last good table, so a load balancer must keep sending traffic; the
+// answer is 200 and says so.
+func degraded(st controller.Status, ds docker.Status) string {
+	if !st.Applied || ds.Connected {
+		return ""
+	}
+	return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339) +
+		"; serving the last table applied at " + st.LastApply.At.Format(time.RFC3339)
 }
 
 // notReady says why Interlock is not ready, "" when it is.
@@ -238,7 +258,7 @@ func (s *Server) notReady(st controller.Status, ds docker.Status) string {
 	switch {
 	case s.stopping.Load():
 		return "shutting down"
-	case !ds.Connected:
+	case !st.Applied && !ds.Connected:
 		if ds.LastError != "" {
 			return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339)
 		}

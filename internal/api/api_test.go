@@ -43,7 +43,9 @@ func TestReadiness(t *testing.T) {
 		{name: "starting", ctl: controller.Status{}, dock: docker.Status{}, wantCode: 503, wantBody: "not connected to docker yet"},
 		{name: "connected, nothing applied", ctl: controller.Status{}, dock: docker.Status{Connected: true}, wantCode: 503, wantBody: "no routing table applied"},
 		{name: "ready", ctl: applied, dock: docker.Status{Connected: true}, wantCode: 200, wantBody: "ready"},
-		{name: "lost docker", ctl: applied, dock: docker.Status{LastError: "event stream: EOF", Since: time.Unix(0, 0)}, wantCode: 503, wantBody: "event stream: EOF"},
+		// The last good table still serves: degraded, not down.
+		{name: "lost docker after a table was applied", ctl: applied, dock: docker.Status{LastError: "event stream: EOF", Since: time.Unix(0, 0)}, wantCode: 200, wantBody: "degraded: not connected to docker (event stream: EOF)"},
+		{name: "lost docker before any table", ctl: controller.Status{}, dock: docker.Status{LastError: "dial: refused", Since: time.Unix(0, 0)}, wantCode: 503, wantBody: "dial: refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New(fakeController{tc.ctl}, fakeDocker{tc.dock}, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -34,8 +34,9 @@ type Config struct {
 	File string
 
 	// DockerHost is the Docker Engine API endpoint: unix://PATH,
-	// tcp://HOST:PORT or npipe://PATH. Default "unix:///var/run/docker.sock";
-	// DOCKER_HOST overrides the file.
+	// tcp://HOST:PORT or npipe://PATH, or a comma-separated list of the
+	// managers of one Swarm, tried in order (DockerHosts). Default
+	// "unix:///var/run/docker.sock"; DOCKER_HOST overrides the file.
 	DockerHost string
 	// TLSCA, TLSCert and TLSKey are paths to PEM files: the CA certificates
 	// that verify the engine, and the client certificate and its key
@@ -328,4 +329,16 @@ func (c Config) LogValue() slog.Value {
 		attrs = append(attrs, s.attr(&c))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// DockerHosts is DockerHost as a list: the endpoint, or each manager of the
+// comma-separated list in order.
+func (c Config) DockerHosts() []string {
+	var out []string
+	for _, h := range strings.Split(c.DockerHost, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }

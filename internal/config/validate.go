@@ -36,7 +36,7 @@ func (c Config) validate(o origins) error {
 		}
 	}
 
-	scheme, err := checkDockerHost(c.DockerHost)
+	scheme, err := checkDockerHosts(c.DockerHost)
 	add("docker_host", err)
 	add("proxy", checkOneOf(c.Proxy, ProxyBuiltin, ProxyNginx, ProxyHAProxy))
 	httpErr := checkListenAddr(c.HTTPAddr)
@@ -259,6 +259,34 @@ func orList(s []string) string {
 		return s[0]
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// checkDockerHosts accepts one endpoint or a comma-separated list of them
+// (the managers of one Swarm), and returns their scheme: a list must not
+// mix local sockets and tcp endpoints, since one TLS setting serves all.
+func checkDockerHosts(s string) (scheme string, err error) {
+	if !strings.Contains(s, ",") {
+		return checkDockerHost(s)
+	}
+	seen := map[string]bool{}
+	for _, h := range strings.Split(s, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			return "", fmt.Errorf("%q has an empty entry; list the managers as tcp://HOST:PORT,tcp://HOST:PORT", s)
+		}
+		sc, err := checkDockerHost(h)
+		if err != nil {
+			return "", err
+		}
+		if scheme != "" && sc != scheme {
+			return "", fmt.Errorf("%q mixes %s:// and %s:// endpoints; list the managers of one cluster, all reached the same way", s, scheme, sc)
+		}
+		if seen[h] {
+			return "", fmt.Errorf("%q names %s twice", s, h)
+		}
+		seen[h], scheme = true, sc
+	}
+	return scheme, nil
 }
 
 // checkDockerHost accepts unix://PATH, npipe://PATH and tcp://HOST:PORT,

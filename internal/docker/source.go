@@ -32,6 +32,10 @@ type SourceOptions struct {
 	// after a service event or a task container's event they are polled
 	// every 100ms for a while.
 	TaskPoll time.Duration
+	// Failover are more endpoints of the same cluster (other Swarm
+	// managers), tried in order when the one in use fails; every switch
+	// starts with a full list, like any reconnect.
+	Failover []*client.Client
 	Logger   *slog.Logger
 }
 
@@ -42,6 +46,8 @@ type Status struct {
 	Since      time.Time `json:"since"`
 	LastError  string    `json:"last_error,omitempty"`
 	APIVersion string    `json:"api_version,omitempty"`
+	// Host is the endpoint in use (or tried next, while disconnected).
+	Host string `json:"host"`
 	// Connects counts successful (re)connections, Disconnects lost ones.
 	Connects    int64 `json:"connects"`
 	Disconnects int64 `json:"disconnects"`
@@ -54,12 +60,32 @@ type Status struct {
 
 // Source watches one engine and publishes a Snapshot after every change.
 type Source struct {
-	cli  *client.Client
-	opts SourceOptions
-	log  *slog.Logger
+	// clients are the endpoints: the one NewSource was given, then
+	// SourceOptions.Failover. cur, guarded by mu, is the one in use.
+	clients []*client.Client
+	opts    SourceOptions
+	log     *slog.Logger
 
 	mu     sync.Mutex
+	cur    int
 	status Status
+}
+
+// client is the endpoint in use.
+func (s *Source) client() *client.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clients[s.cur]
+}
+
+// failOver moves to the next endpoint and reports whether it went back
+// to the first (a whole round failed).
+func (s *Source) failOver() (wrapped bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = (s.cur + 1) % len(s.clients)
+	s.status.Host = s.clients[s.cur].DaemonHost()
+	return s.cur == 0
 }
 
 // NewSource watches the engine behind cli.
@@ -80,7 +106,8 @@ func NewSource(cli *client.Client, opts SourceOptions) *Source {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Source{cli: cli, opts: opts, log: log, status: Status{Since: time.Now()}}
+	clients := append([]*client.Client{cli}, opts.Failover...)
+	return &Source{clients: clients, opts: opts, log: log, status: Status{Since: time.Now(), Host: cli.DaemonHost()}}
 }
 
 // Status returns the current connection state.
@@ -94,18 +121,19 @@ func (s *Source) Status() Status {
 
 // Snapshot lists the engine once.
 func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
-	if _, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", s.cli.DaemonHost(), explainTLS(err))
+	cli := s.client()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", cli.DaemonHost(), explainTLS(err))
 	}
 	st := newState()
-	manager, err := isManager(ctx, s.cli)
+	manager, err := isManager(ctx, cli)
 	if err != nil {
 		return Snapshot{}, err
 	}
 	if manager {
 		st.swarm = newSwarmState()
 	}
-	if err := st.listAll(ctx, s.cli); err != nil {
+	if err := st.listAll(ctx, cli); err != nil {
 		return Snapshot{}, err
 	}
 	return st.snapshot(), nil
@@ -124,7 +152,7 @@ func (s *Source) Run(ctx context.Context, publish func(Snapshot)) error {
 	for {
 		err := s.session(ctx, st, publish, func() {
 			if failures > 0 {
-				s.log.Info("docker connection restored", "host", s.cli.DaemonHost(),
+				s.log.Info("docker connection restored", "host", s.client().DaemonHost(),
 					"down_for", time.Since(lostAt).Round(time.Millisecond), "attempts", failures)
 			}
 			failures = 0
@@ -135,20 +163,30 @@ func (s *Source) Run(ctx context.Context, publish func(Snapshot)) error {
 		}
 		if failures == 0 {
 			lostAt = time.Now()
-			s.log.Warn("docker connection lost; retrying with backoff", "host", s.cli.DaemonHost(), "error", err)
+			s.log.Warn("docker connection lost; retrying with backoff", "host", s.client().DaemonHost(), "error", err)
 		} else {
-			s.log.Debug("docker reconnect failed", "host", s.cli.DaemonHost(), "attempt", failures, "error", err)
+			s.log.Debug("docker reconnect failed", "host", s.client().DaemonHost(), "attempt", failures, "error", err)
 		}
 		failures++
 		s.setDisconnected(err)
 		// Full jitter keeps several Interlocks from reconnecting in step.
 		wait := delay/2 + rand.N(delay/2+1)
+		if len(s.clients) > 1 {
+			// Several managers: the next one at once, and the backoff
+			// only once every one of them failed in a row.
+			if wrapped := s.failOver(); !wrapped {
+				wait = 0
+			}
+			s.log.Info("trying the next docker endpoint", "host", s.client().DaemonHost())
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, s.opts.BackoffMax)
+		if wait > 0 {
+			delay = min(delay*2, s.opts.BackoffMax)
+		}
 	}
 }
 
@@ -157,11 +195,12 @@ func (s *Source) Run(ctx context.Context, publish func(Snapshot)) error {
 func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot), connected func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ping, err := s.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	cli := s.client()
+	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {
 		return fmt.Errorf("ping: %w", explainTLS(err))
 	}
-	manager, err := isManager(ctx, s.cli)
+	manager, err := isManager(ctx, cli)
 	if err != nil {
 		return err
 	}
@@ -176,10 +215,10 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	}
 	// Subscribe before listing: whatever happens between the two is then
 	// both in the list and in the stream, never in neither.
-	stream := s.cli.Events(ctx, client.EventsListOptions{
+	stream := cli.Events(ctx, client.EventsListOptions{
 		Filters: make(client.Filters).Add("type", types...),
 	})
-	if err := st.listAll(ctx, s.cli); err != nil {
+	if err := st.listAll(ctx, cli); err != nil {
 		return err
 	}
 	s.setConnected(ping.APIVersion)
@@ -206,7 +245,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	for {
 		select {
 		case <-taskPoll:
-			changed, err := st.swarm.pollTasks(ctx, s.cli)
+			changed, err := st.swarm.pollTasks(ctx, cli)
 			if err != nil {
 				return err
 			}
@@ -231,7 +270,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 				st.EventsByKind[kind]++
 			})
 			s.log.Debug("docker event", "type", msg.Type, "action", msg.Action, "id", shortID(msg.Actor.ID))
-			changed, burst, err := st.apply(ctx, s.cli, msg)
+			changed, burst, err := st.apply(ctx, cli, msg)
 			if err != nil {
 				return err
 			}
@@ -243,7 +282,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 				nextPoll()
 			}
 		case <-resync.C:
-			if err := st.listAll(ctx, s.cli); err != nil {
+			if err := st.listAll(ctx, cli); err != nil {
 				return err
 			}
 			s.count(func(st *Status) { st.Resyncs++ })
