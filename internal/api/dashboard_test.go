@@ -79,6 +79,18 @@ func TestDashboardEmptyState(t *testing.T) {
 	}
 }
 
+// TestDashboardDegraded: after a table was applied and Docker was lost,
+// the page says the proxy serves its last table, not that it is down.
+func TestDashboardDegraded(t *testing.T) {
+	lost := docker.Status{LastError: "event stream: EOF", Since: time.Unix(0, 0)}
+	s := New(fakeController{controller.Status{Driver: "builtin", Applied: true, Hash: strings.Repeat("ab", 32)}}, fakeDocker{lost}, "test", nil)
+	code, body := serve(t, s, "/")
+	if code != 200 || !strings.Contains(body, `data-ok="false">degraded: not connected to docker (event stream: EOF)`) ||
+		strings.Contains(body, "not ready") {
+		t.Errorf("degraded dashboard = %d:\n%s", code, body)
+	}
+}
+
 func TestStaticFiles(t *testing.T) {
 	s := New(fakeController{}, fakeDocker{}, "test", nil)
 	for path, want := range map[string]string{

@@ -91,7 +91,7 @@
     const why = notReady(st);
     const table = h("article", { class: "card", id: "table-card" },
       h("h2", null, "Routing"),
-      state(why ? "false" : "true", why ? "not ready: " + why : "ready"),
+      state(why || st.degraded ? "false" : "true", why ? "not ready: " + why : st.degraded ? "degraded: " + st.degraded : "ready"),
       dl([
         ["Hosts", st.hosts],
         ["Backends", st.backends],
