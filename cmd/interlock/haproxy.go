@@ -42,10 +42,25 @@ func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBin
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
 	}
+	edge, err := newDriverEdge(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if edge.accessLog != "" && edge.accessLog != haproxy.AccessLogStdout {
+		return nil, nil, fmt.Errorf("--access-log %s: HAProxy cannot write a log file itself (it logs to syslog or to its standard output); "+
+			"with --proxy haproxy use --access-log - (HAProxy's standard output: Interlock's own, or the side-loaded containers' log), or leave it empty", edge.accessLog)
+	}
 	opts := haproxy.Options{
 		Template: tmpl, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, TCPAddr: cfg.TCPAddr, StatsAddr: cfg.StatsAddr,
 		CertDir: certDir, Profile: profile, StateDir: stateDir, Binary: cfg.HAProxyBinary,
 		Mode: haproxy.Supervise, DrainTimeout: cfg.DrainTimeout, Logger: log,
+		Edge: haproxy.Edge{
+			ProxyProtocolTrusted: edge.proxyTrusted, ForwardedTrusted: edge.forwardedTrusted,
+			AccessLog: edge.accessLog, AccessLogFormat: edge.accessLogFormat,
+			ClientReadHeaderTimeout: edge.clientReadHeader, ClientReadTimeout: edge.clientRead, ClientIdleTimeout: edge.clientIdle,
+			BackendConnectTimeout: edge.backendConnect, BackendResponseHeaderTimeout: edge.backendResponseHeader, BackendIdleTimeout: edge.backendIdle,
+			MaxHeaderBytes: edge.maxHeader, MaxBodyBytes: edge.maxBody,
+		},
 	}
 	var side *docker.Sideload
 	if cfg.HAProxyTarget == config.TargetContainers {
@@ -82,6 +97,14 @@ func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBin
 	if w := profile.Warning(); w != "" {
 		log.Warn(w)
 	}
+	if len(edge.proxyTrusted) > 0 {
+		log.Info("haproxy: PROXY protocol required from the trusted networks on the HTTP and HTTPS listeners; others are read as they come",
+			"trusted", cfg.ProxyProtocolTrustedIPs)
+	}
+	if edge.accessLog != "" {
+		log.Info("haproxy writes the access log to its standard output", "format", cfg.AccessLogFormat)
+	}
+	edge.warnCustomTemplate(cfg, log)
 	return d, side, nil
 }
 

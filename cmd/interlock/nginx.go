@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"time"
 
 	"github.com/interlock-proxy/interlock/internal/config"
 	"github.com/interlock-proxy/interlock/internal/docker"
@@ -78,9 +81,27 @@ func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinar
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cert-dir: %w", err)
 	}
+	edge, err := newDriverEdge(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := nginx.Options{
 		Template: tmpl, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, CertDir: certDir, Profile: profile,
 		StateDir: stateDir, Binary: cfg.NginxBinary, ContainerConfigPath: cfg.NginxContainerConfig, Logger: log,
+		Edge: nginx.Edge{
+			ProxyProtocolTrusted: edge.proxyTrusted, ForwardedTrusted: edge.forwardedTrusted,
+			AccessLog: edge.accessLog, AccessLogFormat: edge.accessLogFormat,
+			ClientReadHeaderTimeout: edge.clientReadHeader, ClientReadTimeout: edge.clientRead, ClientIdleTimeout: edge.clientIdle,
+			BackendConnectTimeout: edge.backendConnect, BackendResponseHeaderTimeout: edge.backendResponseHeader, BackendIdleTimeout: edge.backendIdle,
+			MaxHeaderBytes: edge.maxHeader, MaxBodyBytes: edge.maxBody,
+		},
+	}
+	if opts.Edge.AccessLog != "" && opts.Edge.AccessLog != nginx.AccessLogStdout {
+		// nginx resolves a relative path against its prefix, the state
+		// directory: name the file the user meant.
+		if opts.Edge.AccessLog, err = filepath.Abs(opts.Edge.AccessLog); err != nil {
+			return nil, nil, fmt.Errorf("--access-log: %w", err)
+		}
 	}
 	if cfg.NginxConfig != "" {
 		if opts.ConfigPath, err = filepath.Abs(cfg.NginxConfig); err != nil {
@@ -124,7 +145,81 @@ func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinar
 	if w := profile.Warning(); w != "" {
 		log.Warn(w)
 	}
+	if len(edge.proxyTrusted) > 0 {
+		log.Warn("nginx: PROXY protocol on the HTTP and HTTPS listeners; nginx requires its header on every connection to them "+
+			"(a client or health check that sends none is cut off), and believes its address only from the trusted networks",
+			"trusted", cfg.ProxyProtocolTrustedIPs)
+	}
+	if opts.Edge.AccessLog != "" {
+		log.Info("nginx writes the access log", "path", opts.Edge.AccessLog, "format", cfg.AccessLogFormat)
+	}
+	edge.warnCustomTemplate(cfg, log)
 	return d, side, nil
+}
+
+// driverEdge are the edge settings (internal/config/edge.go) as the nginx
+// and haproxy drivers take them. They are the built-in proxy's settings,
+// and so are their defaults: a setting left at its default keeps the
+// driver's own value (nginx's and HAProxy's timeouts, HAProxy's buffer
+// instead of the built-in proxy's 1 MiB header limit), and only a value
+// set to something else is rendered. internal/config/README.md says so
+// per setting.
+type driverEdge struct {
+	proxyTrusted, forwardedTrusted []netip.Prefix
+	accessLog, accessLogFormat     string
+	clientReadHeader, clientRead   time.Duration
+	clientIdle, backendConnect     time.Duration
+	backendResponseHeader          time.Duration
+	backendIdle                    time.Duration
+	maxHeader, maxBody             int64
+}
+
+// set reports whether any edge setting is set.
+func (e driverEdge) set() bool {
+	return !reflect.DeepEqual(e, driverEdge{accessLogFormat: e.accessLogFormat}) || e.accessLog != ""
+}
+
+// warnCustomTemplate says that a custom template renders the edge
+// settings only if it writes .Edge (one written before them does not).
+func (e driverEdge) warnCustomTemplate(cfg config.Config, log *slog.Logger) {
+	if cfg.Template != "" && e.set() {
+		log.Warn("--template: edge settings are set (PROXY protocol, forwarded headers, access log, timeouts or limits); "+
+			"a custom template renders them only where it writes .Edge, as the built-in one does", "template", cfg.Template)
+	}
+}
+
+// newDriverEdge parses cfg's edge settings for nginx or haproxy. Config
+// has validated them; the drivers check them again.
+func newDriverEdge(cfg config.Config) (driverEdge, error) {
+	var e driverEdge
+	var err error
+	if e.proxyTrusted, err = config.ParseCIDRs(cfg.ProxyProtocolTrustedIPs); err != nil {
+		return e, fmt.Errorf("--proxy-protocol-trusted-ips: %w", err)
+	}
+	if e.forwardedTrusted, err = config.ParseCIDRs(cfg.ForwardedHeadersTrustedIPs); err != nil {
+		return e, fmt.Errorf("--forwarded-headers-trusted-ips: %w", err)
+	}
+	def := config.Default()
+	set := func(v, d time.Duration) time.Duration {
+		if v == d {
+			return 0
+		}
+		return v
+	}
+	e.accessLog, e.accessLogFormat = cfg.AccessLog, cfg.AccessLogFormat
+	e.clientReadHeader = set(cfg.ClientReadHeaderTimeout, def.ClientReadHeaderTimeout)
+	e.clientRead = set(cfg.ClientReadTimeout, def.ClientReadTimeout)
+	e.clientIdle = set(cfg.ClientIdleTimeout, def.ClientIdleTimeout)
+	e.backendConnect = set(cfg.BackendConnectTimeout, def.BackendConnectTimeout)
+	e.backendResponseHeader = set(cfg.BackendResponseHeaderTimeout, def.BackendResponseHeaderTimeout)
+	e.backendIdle = set(cfg.BackendIdleTimeout, def.BackendIdleTimeout)
+	if cfg.MaxHeaderBytes != def.MaxHeaderBytes {
+		e.maxHeader = int64(cfg.MaxHeaderBytes)
+	}
+	if cfg.MaxBodyBytes != def.MaxBodyBytes {
+		e.maxBody = int64(cfg.MaxBodyBytes)
+	}
+	return e, nil
 }
 
 // checkTemplate renders a sample table with the template at path and, when

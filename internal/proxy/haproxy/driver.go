@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -71,7 +72,14 @@ type Options struct {
 	// connections (in drain state) before they are cut; also HAProxy's
 	// hard-stop-after for old workers after a reload. Default 30s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
+	// and limits (README.md, "Edge"); the zero value renders none.
+	Edge Edge
+	// Stdout receives a supervised HAProxy's standard output when
+	// Edge.AccessLog is "-" (log stdout: the access log); otherwise it
+	// goes to the log with HAProxy's stderr, as before. Default os.Stdout.
+	Stdout io.Writer
+	Logger *slog.Logger
 }
 
 // Stats are the driver's counters since it was created.
@@ -201,8 +209,11 @@ func New(opts Options) (*Driver, error) {
 			HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, TCPAddr: opts.TCPAddr, StatsAddr: opts.StatsAddr,
 			CertDir: opts.CertDir, Profile: opts.Profile,
 			DefaultCert: filepath.Join(opts.StateDir, defaultCertName), BundleDir: filepath.Join(opts.StateDir, "certs"),
-			HardStopAfter: opts.DrainTimeout, CertMissing: unreadable,
+			HardStopAfter: opts.DrainTimeout, CertMissing: unreadable, Edge: opts.Edge,
 		},
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
 	}
 	switch opts.Mode {
 	case Supervise, "":
@@ -218,6 +229,9 @@ func New(opts Options) (*Driver, error) {
 		}
 		d.settings.AdminSocket, d.settings.StateFile = admin, filepath.Join(opts.StateDir, "servers.state")
 		d.sup = newSupervisor(opts.Binary, opts.ConfigPath, masterSock, admin, log)
+		if opts.Edge.AccessLog == AccessLogStdout {
+			d.sup.stdout = opts.Stdout
+		}
 		d.sup.restarted = d.restarted
 		d.run = supervised{d.sup, d.settings.StateFile}
 	case Volume:

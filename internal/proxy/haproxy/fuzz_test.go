@@ -3,6 +3,7 @@ package haproxy
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,6 +62,9 @@ func FuzzRender(f *testing.F) {
 		tb.Normalize()
 		s := goldenSettings("/var/lib/interlock")
 		s.StatsAddr = "127.0.0.1:8404"
+		if tlsOn {
+			s.Edge = goldenEdge() // the access log's route from the fuzzed path
+		}
 		v, err := NewView(tb, s)
 		if err != nil {
 			return // refused: fine
@@ -125,7 +129,18 @@ var keywords = []string{
 	"ssl-default-bind-options", "ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-curves",
 	"mode", "option", "timeout", "retries", "default-server", "load-server-state-from-file", "bind", "http-request",
 	"acl", "use_backend", "default_backend", "tcp-request", "balance", "hash-type", "http-check", "http-error", "server",
-	"cookie", "http-after-response", "no",
+	"cookie", "http-after-response", "no", "tune.bufsize", "log-format", "error-log-format",
+}
+
+// isPrefixList reports whether every word is a CIDR prefix without host
+// bits, as the view writes them.
+func isPrefixList(words []string) bool {
+	for _, w := range words {
+		if p, err := netip.ParsePrefix(w); err != nil || p.Masked() != p || p.String() != w {
+			return false
+		}
+	}
+	return len(words) > 0
 }
 
 // checkStructure is FuzzRender's oracle; see there.
@@ -161,7 +176,33 @@ func checkStructure(conf []byte, v View) error {
 			if len(words) != 2 {
 				return fmt.Errorf("line %d: section header with %d words: %q", n, len(words), line)
 			}
+		case "log-format", "error-log-format":
+			// The view's constant format: nothing of the table in it.
+			if v.Edge.AccessLog == nil || line != "    "+words[0]+" "+v.Edge.AccessLog.Format {
+				return fmt.Errorf("line %d: log-format of another shape: %q", n, line)
+			}
+		case "log":
+			if line != "    log stderr format raw local0 notice" && line != "    log stdout format raw local0 info" && line != "    log global" {
+				return fmt.Errorf("line %d: log of another shape: %q", n, line)
+			}
+		case "tune.bufsize":
+			if len(words) != 2 || strings.Trim(words[1], "0123456789") != "" {
+				return fmt.Errorf("line %d: %q", n, line)
+			}
+		case "tcp-request":
+			// tcp-request connection expect-proxy layer4 if { src PREFIX... }
+			if len(words) > 1 && words[1] == "connection" && (len(words) < 9 || words[2] != "expect-proxy" || words[3] != "layer4" ||
+				words[4] != "if" || words[5] != "{" || words[6] != "src" || words[len(words)-1] != "}" || !isPrefixList(words[7:len(words)-1])) {
+				return fmt.Errorf("line %d: tcp-request connection of another shape: %q", n, line)
+			}
 		case "acl":
+			// acl interlock_forwarded_trusted src PREFIX...
+			if len(words) > 2 && words[1] == "interlock_forwarded_trusted" {
+				if words[2] != "src" || !isPrefixList(words[3:]) {
+					return fmt.Errorf("line %d: acl of another shape: %q", n, line)
+				}
+				break
+			}
 			// acl NAME var(txn.host) -m str -- NAME...
 			if len(words) < 6 || words[2] != "var(txn.host)" || words[3] != "-m" || words[4] != "str" || words[5] != "--" {
 				return fmt.Errorf("line %d: acl of another shape: %q", n, line)
@@ -223,6 +264,16 @@ func checkStructure(conf []byte, v View) error {
 				return fmt.Errorf("line %d: cookie of another shape: %q", n, line)
 			}
 		case "http-request":
+			if len(words) > 1 && words[1] == "set-var(txn.interlock_route)" {
+				// http-request set-var(txn.interlock_route) str(ROUTE), ROUTE a backend's
+				found := false
+				for _, b := range v.Backends {
+					found = found || len(words) == 3 && b.LogRoute != "" && words[2] == "str("+b.LogRoute+")"
+				}
+				if !found {
+					return fmt.Errorf("line %d: route of another shape: %q", n, line)
+				}
+			}
 			if len(words) > 1 && words[1] == "replace-path" && len(words) != 4 {
 				return fmt.Errorf("line %d: replace-path of another shape: %q", n, line)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -162,6 +163,26 @@ func goldenCases(t testing.TB) []goldenCase {
 				dir := filepath.Dir(s.AdminSocket)
 				s.AdminSocket, s.StateFile, s.TLSSocket = adminSocketFor(dir, InstanceVar), stateFileFor(dir, InstanceVar), tlsSocketFor(dir, InstanceVar)
 			}},
+		// Every edge setting (PROXY protocol, forwarded headers, access
+		// log, timeouts, limits) over plain, TLS, ssl_only, passthrough
+		// and tcp hosts, a route without backends and a default host.
+		{name: "edge", table: table(
+			routing.Host{Name: "app.example.com", Default: true, Routes: []routing.Route{
+				{Path: "/", Backends: be("127.0.0.1:32768")}, {Path: "/api", Backends: be("[::1]:32769")}, {Path: "/empty"}}},
+			routing.Host{Name: "secure.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}},
+			routing.Host{Name: "pass.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{{Path: "/", Backends: be("10.0.0.1:8443")}}},
+			routing.Host{Name: "db.example.com", Routes: []routing.Route{{Path: "/", Protocol: routing.TCP, Backends: be("127.0.0.1:5432")}}}),
+			settings: func(s *Settings) { s.Edge = goldenEdge() }},
+		// The json access log, PROXY protocol without passthrough (the
+		// https frontend expects the header itself), a small header limit
+		// that fits HAProxy's own buffer.
+		{name: "edge_json", table: table(
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")}),
+			routing.Host{Name: "secure.example.com", TLS: &routing.TLS{}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}}),
+			settings: func(s *Settings) {
+				s.Edge = Edge{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+					AccessLog: AccessLogStdout, AccessLogFormat: AccessLogJSON, ClientIdleTimeout: 1500 * time.Millisecond, MaxHeaderBytes: 4 << 10}
+			}},
 		// Side-loaded containers: each expands its own admin socket and
 		// server-state file from its HOSTNAME.
 		{name: "containers", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),
@@ -169,6 +190,19 @@ func goldenCases(t testing.TB) []goldenCase {
 				dir := filepath.Dir(s.AdminSocket)
 				s.AdminSocket, s.StateFile = adminSocketFor(dir, InstanceVar), stateFileFor(dir, InstanceVar)
 			}},
+	}
+}
+
+// goldenEdge sets every edge setting.
+func goldenEdge() Edge {
+	return Edge{
+		ProxyProtocolTrusted:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/8")},
+		ForwardedTrusted:        []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("192.168.1.10/32")},
+		AccessLog:               AccessLogStdout,
+		AccessLogFormat:         AccessLogCommon,
+		ClientReadHeaderTimeout: 20 * time.Second, ClientReadTimeout: time.Minute, ClientIdleTimeout: 2 * time.Minute,
+		BackendConnectTimeout: 2 * time.Second, BackendResponseHeaderTimeout: 45 * time.Second, BackendIdleTimeout: 90 * time.Second,
+		MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20,
 	}
 }
 

@@ -36,6 +36,10 @@ type supervisor struct {
 	// restarted is called (without the supervisor's lock) after a restart
 	// the supervisor did on its own: the new process knows only the file.
 	restarted func()
+	// stdout receives HAProxy's standard output (an access log, log
+	// stdout) through a pipe of its own; nil sends it to the log with
+	// stderr.
+	stdout io.Writer
 
 	mu       sync.Mutex
 	proc     *os.Process
@@ -96,6 +100,15 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 	}
 	cmd := exec.Command(s.bin, "-W", "-db", "-f", s.conf, "-S", s.master.sock.path+",mode,600")
 	cmd.Stdout, cmd.Stderr = w, w
+	var outR, outW *os.File
+	if s.stdout != nil {
+		if outR, outW, err = os.Pipe(); err != nil {
+			_ = r.Close()
+			_ = w.Close()
+			return fmt.Errorf("start haproxy: %w", err)
+		}
+		cmd.Stdout = outW
+	}
 	// If Interlock dies without stopping it, the master gets SIGUSR1 (soft
 	// stop) and leaves gracefully instead of holding the ports forever.
 	// Its own process group, so a forced stop reaches the workers too.
@@ -103,9 +116,27 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		_ = r.Close()
 		_ = w.Close()
+		if outR != nil {
+			_ = outR.Close()
+			_ = outW.Close()
+		}
 		return fmt.Errorf("start haproxy %s: %w", s.bin, err)
 	}
 	_ = w.Close()
+	if outR != nil {
+		_ = outW.Close()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer outR.Close()
+			// Until every HAProxy process has closed it; after a write
+			// error the pipe is drained anyway (HAProxy drops log lines
+			// on a full pipe rather than block, but keep it moving).
+			if _, err := io.Copy(s.stdout, outR); err != nil {
+				_, _ = io.Copy(io.Discard, outR)
+			}
+		}()
+	}
 	exited := make(chan struct{})
 	s.proc, s.exited = cmd.Process, exited
 	s.starts++

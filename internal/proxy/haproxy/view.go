@@ -64,6 +64,10 @@ type View struct {
 	HTTPDefault, HTTPSDefault *Default
 	// Skipped are what the driver could not render, with why.
 	Skipped []Skip
+	// Edge is what HAProxy believes about its clients, logs and limits
+	// (Settings.Edge): PROXY protocol, forwarded headers, access log,
+	// timeouts, header and body limits.
+	Edge EdgeView
 }
 
 // Passthrough is the tcp frontend https_sni on the HTTPS address: it reads
@@ -264,6 +268,10 @@ type Backend struct {
 	Cookie *Cookie
 	// Servers are the backends, sorted by address.
 	Servers []Server
+	// LogRoute is the access log's route field of an HTTP backend
+	// ("HOST/PATH", set into txn.interlock_route), "" without an access
+	// log.
+	LogRoute string
 	// Passthrough marks the backend of a passthrough host ("pt_" + host +
 	// "_" + 10 hex digits): mode tcp, its servers get the TLS connections
 	// untouched, with a one-hour idle timeout (timeout tunnel 1h); a health
@@ -371,6 +379,9 @@ type Settings struct {
 	// out (reported in View.Skipped; plain HTTP to such a host is still
 	// redirected).
 	TLSSocket string
+	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
+	// and limits; the zero value renders none of them (View.Edge).
+	Edge Edge
 }
 
 const (
@@ -399,6 +410,9 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		ca = defaultCABundle
 	}
 	var err error
+	if v.Edge, err = edgeView(s.Edge); err != nil {
+		return View{}, err
+	}
 	if v.HTTP, err = listen(s.HTTPAddr); err != nil {
 		return View{}, fmt.Errorf("http address: %w", err)
 	}
@@ -690,6 +704,16 @@ func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (H
 		be, err := httpBackend(h.Name, r, ca)
 		if err != nil {
 			return Host{}, nil, nil, err
+		}
+		if s.Edge.AccessLog != "" {
+			if be.LogRoute = h.Name + r.Path; !isLogRoute(be.LogRoute) {
+				return Host{}, nil, nil, fmt.Errorf("host %s route %s: %q cannot be the access log's route", h.Name, r.Path, be.LogRoute)
+			}
+		}
+		if s.Edge.BackendIdleTimeout > 0 {
+			// The same words reach servers added over the Runtime API.
+			purge, _ := ms(s.Edge.BackendIdleTimeout)
+			be.ServerOptions = append(be.ServerOptions, "pool-purge-delay", purge)
 		}
 		rule := Rule{Route: r.Path, Backend: be.Name, All: r.Path == "/"}
 		if !rule.All {

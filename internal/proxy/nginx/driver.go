@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -88,7 +89,14 @@ type Options struct {
 	// (Debian's libnginx-mod-stream); StreamModuleBuiltIn for an nginx
 	// built with the stream module compiled in.
 	StreamModule string
-	Logger       *slog.Logger
+	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
+	// and limits (README.md, "Edge"); the zero value renders none.
+	Edge Edge
+	// Stdout receives a supervised nginx's standard output when
+	// Edge.AccessLog is "-" (the access log); otherwise it goes to the log
+	// with nginx's stderr, as before. Default os.Stdout.
+	Stdout io.Writer
+	Logger *slog.Logger
 }
 
 // DefaultStreamModule is where Debian's libnginx-mod-stream puts nginx's
@@ -188,6 +196,10 @@ func New(opts Options) (*Driver, error) {
 		HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, CertDir: opts.CertDir, Profile: opts.Profile,
 		DefaultCert: filepath.Join(opts.StateDir, defaultCertName), DefaultKey: filepath.Join(opts.StateDir, defaultKeyName),
 		CertMissing: unreadable, StreamModule: opts.StreamModule, ModuleMissing: unreadable, SocketDir: opts.StateDir,
+		Edge: opts.Edge,
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
 	}
 	if s.StreamModule == StreamModuleBuiltIn {
 		s.StreamModule = ""
@@ -198,6 +210,9 @@ func New(opts Options) (*Driver, error) {
 		d.opts.Mode = Supervise
 		s.Runtime = Runtime{PidFile: filepath.Join(opts.StateDir, "nginx.pid"), ErrorLog: "stderr", TempDir: filepath.Join(opts.StateDir, "tmp")}
 		sup := newSupervisor(opts.Binary, opts.StateDir, opts.ConfigPath, s.Runtime.PidFile, opts.Logger)
+		if opts.Edge.AccessLog == AccessLogStdout {
+			sup.stdout = opts.Stdout
+		}
 		sup.sockets = []string{filepath.Join(s.SocketDir, socketTLS), filepath.Join(s.SocketDir, socketRelay)}
 		local.reloader = sup
 		d.target = &local

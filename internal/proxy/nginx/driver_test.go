@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,12 @@ type localNginx struct {
 // the end of the test.
 func newLocal(t *testing.T, tmpl *Template, mode Mode, pidFile string) *localNginx {
 	t.Helper()
+	return newLocalWith(t, func(o *Options) { o.Template, o.Mode, o.PidFile = tmpl, mode, pidFile })
+}
+
+// newLocalWith is newLocal with options changed by change.
+func newLocalWith(t *testing.T, change func(*Options)) *localNginx {
+	t.Helper()
 	bin := testenv.NginxBinary(t)
 	dir := t.TempDir()
 	// nginx's workers (nobody, under a root master) connect to the unix
@@ -58,11 +65,13 @@ func newLocal(t *testing.T, tmpl *Template, mode Mode, pidFile string) *localNgi
 		}
 	}
 	l := &localNginx{http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), https: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), dir: dir}
-	d, err := New(Options{
-		Template: tmpl, HTTPAddr: l.http, HTTPSAddr: l.https,
+	opts := Options{
+		HTTPAddr: l.http, HTTPSAddr: l.https,
 		CertDir: filepath.Join(dir, "certs"), StateDir: filepath.Join(dir, "state"), Binary: bin,
-		Mode: mode, PidFile: pidFile, Logger: quietLog(),
-	})
+		Mode: Supervise, Logger: quietLog(),
+	}
+	change(&opts)
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,8 +290,18 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 			s.DefaultCert, s.DefaultKey = filepath.Join(state, defaultCertName), filepath.Join(state, defaultKeyName)
 			s.Runtime = Runtime{PidFile: filepath.Join(state, tc.name+".pid"), ErrorLog: "stderr", TempDir: filepath.Join(state, "tmp")}
 			s.SocketDir = state
-			if strings.HasPrefix(tc.name, "ssl_passthrough") {
+			if strings.HasPrefix(tc.name, "ssl_passthrough") || tc.name == "edge" {
 				requireStreamModule(t)
+			}
+			if change := tc.settings; change != nil {
+				// The access log file in the scratch directory: nginx -t
+				// opens it.
+				tc.settings = func(s *Settings) {
+					change(s)
+					if filepath.IsAbs(s.Edge.AccessLog) {
+						s.Edge.AccessLog = filepath.Join(dir, tc.name+".access.log")
+					}
+				}
 			}
 			conf := renderCase(t, tc, s)
 			if tc.name == "ssl_passthrough_module_builtin" {
@@ -359,6 +378,19 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		{name: "unknown mode", change: func(o *Options) { o.Mode = "ssh" }, want: "unknown mode"},
 		{name: "pid file mode without a pid file", change: func(o *Options) { o.Mode = PidFile }, want: "pid file"},
 		{name: "copy without docker", change: func(o *Options) { o.Mode = Copy }, want: "Docker side"},
+		{name: "prefix with host bits", change: func(o *Options) {
+			o.Edge.ProxyProtocolTrusted = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/8")}
+		}, want: "want 10.0.0.0/8"},
+		{name: "mapped prefix", change: func(o *Options) {
+			o.Edge.ForwardedTrusted = []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}
+		}, want: "not a plain IPv4 or IPv6 prefix"},
+		{name: "relative access log", change: func(o *Options) { o.Edge.AccessLog = "access.log" }, want: "absolute path"},
+		{name: "access log with a dollar", change: func(o *Options) { o.Edge.AccessLog = "/log/$x" }, want: "cannot be written into nginx.conf"},
+		{name: "access log format", change: func(o *Options) { o.Edge.AccessLogFormat = "combined" }, want: `format "combined"`},
+		{name: "negative timeout", change: func(o *Options) { o.Edge.ClientIdleTimeout = -time.Second }, want: "client idle timeout -1s is negative"},
+		{name: "timeout under a millisecond", change: func(o *Options) { o.Edge.BackendConnectTimeout = time.Microsecond }, want: "1ms resolution"},
+		{name: "header limit too small", change: func(o *Options) { o.Edge.MaxHeaderBytes = 100 }, want: "max header bytes 100 is out of range"},
+		{name: "negative body limit", change: func(o *Options) { o.Edge.MaxBodyBytes = -1 }, want: "max body bytes -1 is negative"},
 		{name: "template failing on an empty table", change: func(o *Options) {
 			o.Template, _ = ParseTemplate("t", `{{index .Servers 0}}`)
 		}, want: "index out of range"},

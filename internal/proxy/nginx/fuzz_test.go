@@ -75,6 +75,12 @@ func FuzzRender(f *testing.F) {
 		}}
 		table, _ := discovery.Build(snap, discovery.Options{})
 		s := goldenSettings()
+		if rewrite {
+			// Every edge setting but the body limit (its named location
+			// would not be one of the table's).
+			s.Edge = goldenEdge()
+			s.Edge.MaxBodyBytes = 0
+		}
 		v, err := NewView(table, s)
 		if err != nil {
 			t.Fatal(err)
@@ -198,6 +204,17 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 	}
 	if !slices.IsSortedFunc(v.Servers, func(a, b Server) int { return strings.Compare(a.Host, b.Host) }) {
 		t.Fatal("servers are not in host order")
+	}
+	routes := map[string]bool{}
+	for _, srv := range v.Servers {
+		for _, l := range srv.Locations {
+			routes[l.LogRoute] = l.LogRoute != ""
+		}
+	}
+	for _, d := range find(ds, "set") {
+		if len(d.args) != 2 || d.args[0] != "$interlock_route" || !routes[d.args[1]] {
+			t.Fatalf("set %q is not a route of the view", d.args)
+		}
 	}
 	for _, d := range find(ds, "listen") {
 		if a := d.args[0]; a != v.HTTP.Addr && a != v.TLSListen.Addr {

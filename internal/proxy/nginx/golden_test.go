@@ -3,6 +3,7 @@ package nginx
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -156,6 +157,23 @@ func goldenCases() []goldenCase {
 			settings: func(s *Settings) { s.StreamModule = "" }},
 		// Without the stream module, passthrough is left out (reported),
 		// not the whole file; plain HTTP is still redirected.
+		// Every edge setting (PROXY protocol, forwarded headers, access
+		// log, timeouts, limits) over a table with plain, TLS, ssl_only
+		// and passthrough hosts and a route without backends.
+		{name: "edge", table: table(
+			host("app.example.com", route("/", "127.0.0.1:1"), route("/api", "127.0.0.1:2"), route("/empty")),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:3")), routing.TLS{Only: true}),
+			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true})),
+			settings: func(s *Settings) { s.Edge = goldenEdge() }},
+		// The json access log on standard output, PROXY protocol without
+		// passthrough (the HTTPS listener takes the header itself).
+		{name: "edge_json", table: table(
+			host("web.example.com", route("/", "127.0.0.1:1")),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:2")), routing.TLS{})),
+			settings: func(s *Settings) {
+				s.Edge = Edge{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+					AccessLog: AccessLogStdout, AccessLogFormat: AccessLogJSON, ClientIdleTimeout: 1500 * time.Millisecond}
+			}},
 		{name: "ssl_passthrough_module_missing", table: table(
 			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true}),
 			host("plain.example.com", route("/", "127.0.0.1:2"))),
@@ -164,6 +182,19 @@ func goldenCases() []goldenCase {
 }
 
 func dflt(h routing.Host) routing.Host { h.Default = true; return h }
+
+// goldenEdge sets every edge setting.
+func goldenEdge() Edge {
+	return Edge{
+		ProxyProtocolTrusted:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/8")},
+		ForwardedTrusted:        []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParsePrefix("192.168.1.10/32")},
+		AccessLog:               "/var/log/interlock/access.log",
+		AccessLogFormat:         AccessLogCommon,
+		ClientReadHeaderTimeout: 20 * time.Second, ClientReadTimeout: time.Minute, ClientIdleTimeout: 2 * time.Minute,
+		BackendConnectTimeout: 2 * time.Second, BackendResponseHeaderTimeout: 45 * time.Second, BackendIdleTimeout: 90 * time.Second,
+		MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20,
+	}
+}
 
 func redirect(name, to string) routing.Host { return routing.Host{Name: name, RedirectTo: to} }
 

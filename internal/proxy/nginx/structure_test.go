@@ -145,18 +145,19 @@ func (p *confParser) block() ([]*directive, error) {
 var allowed = map[string][]string{
 	"":         {"load_module", "worker_processes", "worker_shutdown_timeout", "pid", "error_log", "events", "http", "stream"},
 	"events":   {"worker_connections"},
-	"http":     {"access_log", "server_tokens", "default_type", "client_max_body_size", "server_names_hash_bucket_size", "server_names_hash_max_size", "map_hash_bucket_size", "map_hash_max_size", "variables_hash_bucket_size", "variables_hash_max_size", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "map", "proxy_http_version", "proxy_set_header", "proxy_connect_timeout", "proxy_next_upstream", "set_real_ip_from", "real_ip_header", "ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets", "upstream", "server"},
+	"http":     {"access_log", "log_format", "geo", "client_header_timeout", "client_body_timeout", "keepalive_timeout", "large_client_header_buffers", "proxy_read_timeout", "server_tokens", "default_type", "client_max_body_size", "server_names_hash_bucket_size", "server_names_hash_max_size", "map_hash_bucket_size", "map_hash_max_size", "variables_hash_bucket_size", "variables_hash_max_size", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "map", "proxy_http_version", "proxy_set_header", "proxy_connect_timeout", "proxy_next_upstream", "set_real_ip_from", "real_ip_header", "ssl_protocols", "ssl_ciphers", "ssl_ecdh_curve", "ssl_prefer_server_ciphers", "ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets", "upstream", "server"},
 	"map":      {"default", ""},
-	"upstream": {"least_conn", "ip_hash", "random", "hash", "server", "keepalive"},
-	"server":   {"listen", "server_name", "default_type", "add_header", "return", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "location", "if"},
+	"geo":      {"default", ""},
+	"upstream": {"least_conn", "ip_hash", "random", "hash", "server", "keepalive", "keepalive_timeout"},
+	"server":   {"listen", "server_name", "default_type", "add_header", "return", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "location", "if", "error_page"},
 	"if":       {"return"},
-	"location": {"proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate", "proxy_pass", "default_type", "add_header", "return"},
+	"location": {"set", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate", "proxy_pass", "default_type", "add_header", "return"},
 	// The stream block of SNI passthrough: its contexts are named
 	// "stream/NAME".
 	"stream":          {"map", "upstream", "server"},
 	"stream/map":      {"default", ""},
 	"stream/upstream": {"least_conn", "random", "hash", "server"},
-	"stream/server":   {"listen", "ssl_preread", "preread_timeout", "proxy_protocol", "proxy_connect_timeout", "proxy_timeout", "proxy_pass", "set_real_ip_from"},
+	"stream/server":   {"listen", "ssl_preread", "preread_timeout", "proxy_protocol", "proxy_protocol_timeout", "proxy_connect_timeout", "proxy_timeout", "proxy_pass", "set_real_ip_from"},
 }
 
 // checkStructure parses conf and checks that every directive is one the
@@ -170,7 +171,7 @@ func checkStructure(t testing.TB, conf []byte) []*directive {
 	var walk func(ctx string, ds []*directive)
 	walk = func(ctx string, ds []*directive) {
 		for _, d := range ds {
-			isMap := ctx == "map" || ctx == "stream/map"
+			isMap := ctx == "map" || ctx == "stream/map" || ctx == "geo"
 			ok := false
 			for _, a := range allowed[ctx] {
 				if a == d.name || isMap {

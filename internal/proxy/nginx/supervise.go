@@ -28,6 +28,11 @@ type supervisor struct {
 	// passthrough's): one that an nginx killed outright left behind is
 	// removed before a start, or the bind would fail.
 	sockets []string
+	// stdout receives nginx's standard output (an access log on
+	// /dev/stdout), through a pipe of its own: nginx opens /dev/stdout,
+	// which a pipe always allows (a socket, journald's, would not). Nil
+	// sends it to the log with stderr.
+	stdout io.Writer
 
 	mu       sync.Mutex
 	proc     *os.Process
@@ -85,15 +90,41 @@ func (s *supervisor) startLocked(ctx context.Context) error {
 	removeStaleSockets(s.sockets)
 	cmd := exec.Command(s.bin, "-p", s.prefix+"/", "-e", "stderr", "-c", s.conf, "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = w, w
+	var outR, outW *os.File
+	if s.stdout != nil {
+		if outR, outW, err = os.Pipe(); err != nil {
+			_ = r.Close()
+			_ = w.Close()
+			return fmt.Errorf("start nginx: %w", err)
+		}
+		cmd.Stdout = outW
+	}
 	// If Interlock dies without stopping it, nginx gets SIGQUIT and leaves
 	// gracefully instead of holding the ports forever.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGQUIT}
 	if err := cmd.Start(); err != nil {
 		_ = r.Close()
 		_ = w.Close()
+		if outR != nil {
+			_ = outR.Close()
+			_ = outW.Close()
+		}
 		return fmt.Errorf("start nginx %s: %w", s.bin, err)
 	}
 	_ = w.Close()
+	if outR != nil {
+		_ = outW.Close()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer outR.Close()
+			// Until every nginx process has closed it; a write error (a
+			// closed stdout) drains the pipe anyway, so nginx never blocks.
+			if _, err := io.Copy(s.stdout, outR); err != nil {
+				_, _ = io.Copy(io.Discard, outR)
+			}
+		}()
+	}
 	exited := make(chan struct{})
 	s.proc, s.exited = cmd.Process, exited
 	s.tailMu.Lock()

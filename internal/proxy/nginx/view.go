@@ -70,6 +70,10 @@ type View struct {
 	// Sticky is true when an upstream has a sticky cookie: the template
 	// then renders the map of the address that answered last.
 	Sticky bool
+	// Edge is what nginx believes about its clients, logs and limits
+	// (Settings.Edge): PROXY protocol, forwarded headers, access log,
+	// timeouts, header and body limits.
+	Edge EdgeView
 }
 
 // Listen is one nginx listen address.
@@ -85,10 +89,12 @@ type Listen struct {
 type TLSListen struct {
 	// Addr is the listen argument: View.HTTPS.Addr, or "unix:PATH".
 	Addr string
-	// ProxyProtocol is true behind the stream block: the listener takes a
-	// PROXY protocol header (listen ... proxy_protocol), which only the
-	// unix socket's clients may send (set_real_ip_from unix:), and
-	// $remote_addr becomes the client's address.
+	// ProxyProtocol is true when the listener takes a PROXY protocol
+	// header (listen ... proxy_protocol): behind the stream block (with
+	// Passthrough), which only the unix socket's clients may send
+	// (set_real_ip_from unix:), or with Edge.ProxyProtocol, from the
+	// trusted networks (Edge.RealIPFrom); $remote_addr then becomes the
+	// client's address.
 	ProxyProtocol bool
 }
 
@@ -310,6 +316,9 @@ type Location struct {
 	// SetCookie is the variable (without '$') holding the route's sticky
 	// Set-Cookie header (Sticky), "" when the route has no sticky cookie.
 	SetCookie string
+	// LogRoute is the access log's route field ("HOST/PATH", set into
+	// $interlock_route), "" without an access log.
+	LogRoute string
 }
 
 // BackendTLS says the backends speak HTTPS.
@@ -356,6 +365,9 @@ type Settings struct {
 	// (socketTLS, socketRelay), as nginx sees it; "" leaves passthrough
 	// hosts out of the stream block (listed in View.Skipped).
 	SocketDir string
+	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
+	// and limits; the zero value renders none of them (View.Edge).
+	Edge Edge
 }
 
 // The internal unix sockets of SNI passthrough, in Settings.SocketDir.
@@ -383,6 +395,9 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		v.BackendCA = defaultCABundle
 	}
 	var err error
+	if v.Edge, err = edgeView(s.Edge); err != nil {
+		return View{}, err
+	}
 	if v.HTTP, err = listen(s.HTTPAddr); err != nil {
 		return View{}, fmt.Errorf("http address: %w", err)
 	}
@@ -434,7 +449,7 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		v.Upstreams = append(v.Upstreams, ups...)
 	}
 	v.Sticky = sticky > 0
-	v.TLSListen = TLSListen{Addr: v.HTTPS.Addr}
+	v.TLSListen = TLSListen{Addr: v.HTTPS.Addr, ProxyProtocol: v.Edge.ProxyProtocol}
 	if len(through) > 0 {
 		pt, reason := passthroughView(s, through)
 		if reason != "" {
@@ -601,6 +616,9 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 		locs := locations(r, http, up.Name, ca)
 		for i := range locs {
 			locs[i].SetCookie = setCookie
+			if s.Edge.AccessLog != "" {
+				locs[i].LogRoute = logRoute(h.Name, r.Path)
+			}
 		}
 		srv.Locations = append(srv.Locations, locs...)
 	}
