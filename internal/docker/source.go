@@ -190,17 +190,41 @@ func (s *Source) Run(ctx context.Context, publish func(Snapshot)) error {
 	}
 }
 
+// Every call to the engine but the event stream has a time limit, and a
+// ping checks the engine every heartbeat: a manager that went silent (its
+// machine lost, its network cut) answers nothing and resets nothing, and
+// without them the session would wait on it, claiming to be connected,
+// for as long as the kernel keeps the connection.
+const (
+	callTimeout = 10 * time.Second
+	// infoTimeout is shorter: on a manager without a Raft leader, Info
+	// waits out dockerd's 20 s swarm timeout; another manager (or this
+	// one again later) is the better bet.
+	infoTimeout = 4 * time.Second
+	heartbeat   = 3 * time.Second
+)
+
+// call runs f with a context limited to d.
+func call[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx)
+}
+
 // session is one connection: subscribe, list, then follow events. It
-// returns when the stream breaks.
+// returns when the stream breaks, a call times out or the heartbeat
+// fails.
 func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot), connected func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cli := s.client()
-	ping, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	ping, err := call(ctx, callTimeout, func(ctx context.Context) (client.PingResult, error) {
+		return cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	})
 	if err != nil {
 		return fmt.Errorf("ping: %w", explainTLS(err))
 	}
-	manager, err := isManager(ctx, cli)
+	manager, err := call(ctx, infoTimeout, func(ctx context.Context) (bool, error) { return isManager(ctx, cli) })
 	if err != nil {
 		return err
 	}
@@ -218,7 +242,7 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	stream := cli.Events(ctx, client.EventsListOptions{
 		Filters: make(client.Filters).Add("type", types...),
 	})
-	if err := st.listAll(ctx, cli); err != nil {
+	if err := st.listAllWithin(ctx, cli); err != nil {
 		return err
 	}
 	s.setConnected(ping.APIVersion)
@@ -242,10 +266,18 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 		taskPoll = time.After(d)
 	}
 	nextPoll()
+	beat := time.NewTicker(heartbeat)
+	defer beat.Stop()
 	for {
 		select {
+		case <-beat.C:
+			if _, err := call(ctx, heartbeat, func(ctx context.Context) (client.PingResult, error) {
+				return cli.Ping(ctx, client.PingOptions{})
+			}); err != nil {
+				return fmt.Errorf("heartbeat: %w", err)
+			}
 		case <-taskPoll:
-			changed, err := st.swarm.pollTasks(ctx, cli)
+			changed, err := call(ctx, callTimeout, func(ctx context.Context) (bool, error) { return st.swarm.pollTasks(ctx, cli) })
 			if err != nil {
 				return err
 			}
@@ -270,7 +302,9 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 				st.EventsByKind[kind]++
 			})
 			s.log.Debug("docker event", "type", msg.Type, "action", msg.Action, "id", shortID(msg.Actor.ID))
-			changed, burst, err := st.apply(ctx, cli, msg)
+			cctx, ccancel := context.WithTimeout(ctx, callTimeout)
+			changed, burst, err := st.apply(cctx, cli, msg)
+			ccancel()
 			if err != nil {
 				return err
 			}
@@ -282,13 +316,20 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 				nextPoll()
 			}
 		case <-resync.C:
-			if err := st.listAll(ctx, cli); err != nil {
+			if err := st.listAllWithin(ctx, cli); err != nil {
 				return err
 			}
 			s.count(func(st *Status) { st.Resyncs++ })
 			publish(st.snapshot())
 		}
 	}
+}
+
+// listAllWithin is listAll limited to callTimeout.
+func (st *state) listAllWithin(ctx context.Context, cli *client.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return st.listAll(ctx, cli)
 }
 
 func (s *Source) setConnected(apiVersion string) {

@@ -62,7 +62,7 @@ type Cluster struct {
 	Dir string
 	// TLSHost is tcp://IP:2376 of the first manager when ClusterSpec.TLS
 	// is set: reachable from the nodes (and containers in them), not from
-	// the host's loopback.
+	// the host's loopback. Every manager's is Node.TLSHost.
 	TLSHost string
 	// Timings say where the start-up went.
 	Timings ClusterTimings
@@ -99,11 +99,12 @@ type ClusterSpec struct {
 	// always copied; the Interlock image is copied into a node when
 	// RunInterlock first runs it there.
 	Images []string
-	// TLS makes the first manager's engine serve its API on
-	// tcp://IP:2376 as well, with TLS and a client certificate required
-	// (dockerd --tlsverify), as production managers do. Cluster.TLSHost
-	// is its address; the client certificates are in NodeClientCertsDir
-	// inside every node.
+	// TLS makes every manager's engine serve its API on tcp://IP:2376 as
+	// well, with TLS and a client certificate required (dockerd
+	// --tlsverify), as production managers do, each with a server
+	// certificate of its own naming its IP. Node.TLSHost is each one's
+	// address (Cluster.TLSHost the first's); the client certificates are
+	// in NodeClientCertsDir inside every node.
 	TLS bool
 	// Heartbeat is the Swarm dispatcher's heartbeat period. Zero means 1s
 	// (the default is 5s), so that a lost node is marked down and its
@@ -130,6 +131,10 @@ type Node struct {
 	ID string
 	// IP is the node's address on the cluster's bridge network.
 	IP netip.Addr
+	// TLSHost is tcp://IP:2376 of a manager of a cluster made with
+	// ClusterSpec.TLS ("" otherwise): reachable from the nodes and the
+	// containers in them.
+	TLSHost string
 	// ContainerID is the node container's ID on the host engine.
 	ContainerID string
 	// Socket is the host path of the node engine's socket.
@@ -154,8 +159,52 @@ func (n *Node) Killed() bool { return n.killed.Load() }
 
 func (n *Node) String() string { return n.Name }
 
-// Manager returns the first manager.
-func (c *Cluster) Manager() *Node { return c.Nodes[0] }
+// Manager returns the first manager that was not killed (KillNode,
+// PowerOffNode): the one to ask about the swarm. It returns the first
+// manager if every one was killed.
+func (c *Cluster) Manager() *Node {
+	for _, n := range c.Nodes {
+		if n.Manager && !n.Killed() {
+			return n
+		}
+	}
+	return c.Nodes[0]
+}
+
+// Managers returns the manager nodes, in order (manager1, manager2, ...).
+func (c *Cluster) Managers() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n.Manager {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Leader returns the manager that is the Raft leader, as the first live
+// manager sees it. It fails while there is none: after the leader was
+// lost, until the others elect another. That takes 10-20 s here: this
+// engine (20.10) holds the Raft election timeout at 10 ticks of 1 s
+// (randomised up to twice that); it does not apply the cluster spec's
+// Raft.ElectionTick (3 changed nothing), and its daemon.json refuses
+// swarm-raft-election-tick. Until then every call that needs the leader
+// (services, tasks, nodes) waits or fails on every manager.
+func (c *Cluster) Leader(ctx context.Context) (*Node, error) {
+	m := c.Manager()
+	nodes, err := m.Client.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("node list on %s: %w", m.Name, err)
+	}
+	for _, sn := range nodes.Items {
+		if sn.ManagerStatus != nil && sn.ManagerStatus.Leader {
+			if n := c.NodeByID(sn.ID); n != nil && !n.Killed() {
+				return n, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no leader among the managers, as %s sees them", m.Name)
+}
 
 // Node returns the node of that name, or nil.
 func (c *Cluster) Node(name string) *Node {
@@ -245,13 +294,17 @@ func (e *Env) startCluster(t testing.TB, spec ClusterSpec) (*Cluster, error) {
 		c.Nodes = append(c.Nodes, n)
 	}
 	if spec.TLS {
-		m := c.Manager()
-		if err := writeClusterPKI(filepath.Join(c.Dir, "certs"), net.IP(m.IP.AsSlice()), []string{m.Name, "manager"}); err != nil {
+		var ids []serverIdentity
+		for _, m := range c.Managers() {
+			ids = append(ids, serverIdentity{name: m.Name, ip: net.IP(m.IP.AsSlice())})
+			m.TLSHost = "tcp://" + netip.AddrPortFrom(m.IP, ManagerTLSPort).String()
+		}
+		if err := writeClusterPKI(filepath.Join(c.Dir, "certs"), ids); err != nil {
 			return nil, fmt.Errorf("certificates: %w", err)
 		}
-		c.TLSHost = "tcp://" + netip.AddrPortFrom(m.IP, ManagerTLSPort).String()
+		c.TLSHost = c.Manager().TLSHost
 	}
-	if err := forEach(c.Nodes, func(n *Node) error { return e.startNode(ctx, c, n, img, spec.TLS && n == c.Manager()) }); err != nil {
+	if err := forEach(c.Nodes, func(n *Node) error { return e.startNode(ctx, c, n, img) }); err != nil {
 		return nil, err
 	}
 	c.Timings.Start = time.Since(began)
@@ -343,8 +396,9 @@ func hostRoutes() []netip.Prefix {
 	return out
 }
 
-// startNode creates and starts n's container and waits for its engine.
-func (e *Env) startNode(ctx context.Context, c *Cluster, n *Node, img string, tls bool) error {
+// startNode creates and starts n's container and waits for its engine,
+// serving TLS too on a manager with a TLSHost.
+func (e *Env) startNode(ctx context.Context, c *Cluster, n *Node, img string) error {
 	sockDir := filepath.Dir(n.Socket)
 	if err := os.MkdirAll(sockDir, 0o755); err != nil {
 		return err
@@ -368,9 +422,10 @@ func (e *Env) startNode(ctx context.Context, c *Cluster, n *Node, img string, tl
 	if _, err := os.Stat(filepath.Join(c.Dir, "certs")); err == nil {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: filepath.Join(c.Dir, "certs"), Target: NodeCertsDir, ReadOnly: true})
 	}
-	if tls {
+	if n.TLSHost != "" {
+		certs := nodeServerCertsDir + "/" + n.Name
 		cmd = append(cmd, "-H", "tcp://0.0.0.0:"+strconv.Itoa(ManagerTLSPort), "--tlsverify",
-			"--tlscacert", nodeServerCertsDir+"/ca.pem", "--tlscert", nodeServerCertsDir+"/cert.pem", "--tlskey", nodeServerCertsDir+"/key.pem")
+			"--tlscacert", certs+"/ca.pem", "--tlscert", certs+"/cert.pem", "--tlskey", certs+"/key.pem")
 	}
 	exposed := network.PortSet{}
 	bindings := network.PortMap{}
@@ -656,7 +711,7 @@ func (c *Cluster) teardown(t testing.TB) {
 		}
 	}
 	if c.Network != "" {
-		WaitFor(t, 30*time.Second, "removal of network "+c.Network, func() error {
+		retryCleanup(t, 30*time.Second, "removal of network "+c.Network, func() error {
 			_, err := e.Client.NetworkRemove(ctx, c.Network, client.NetworkRemoveOptions{})
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				return err

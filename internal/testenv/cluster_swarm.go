@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,11 +20,12 @@ import (
 )
 
 // What a cluster's tests create inside the nodes (overlays, services,
-// containers) is removed when the test ends as long as its node lives; a
-// killed node takes its containers with it, and the whole cluster goes at
-// the end of the test that made it.
+// containers) is removed when the test ends as long as its node lives
+// (overlays and services through whichever manager still lives); a killed
+// node takes its containers with it, and the whole cluster goes at the end
+// of the test that made it.
 
-// Overlay creates an attachable overlay network on the first manager,
+// Overlay creates an attachable overlay network on the first live manager,
 // carrying the run labels, and removes it when the test ends.
 func (c *Cluster) Overlay(t testing.TB) string {
 	t.Helper()
@@ -36,12 +38,19 @@ func (c *Cluster) Overlay(t testing.TB) string {
 		t.Fatalf("create overlay network %s on %s: %v", name, m.Name, err)
 	}
 	t.Cleanup(func() {
-		if m.Killed() {
+		// After a node loss the network stays in use for tens of seconds
+		// (by tasks of the lost node, or until the agents, in backoff,
+		// tell a new leader that their containers went); it goes with
+		// the nodes at the cluster's teardown.
+		if slices.ContainsFunc(c.Nodes, (*Node).Killed) {
 			return
 		}
+		m := c.Manager()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		WaitFor(t, 30*time.Second, "removal of network "+name, func() error {
+		// A network stays in use for a moment after the containers on
+		// it went.
+		retryCleanup(t, 30*time.Second, "removal of network "+name, func() error {
 			_, err := m.Client.NetworkRemove(ctx, res.ID, client.NetworkRemoveOptions{})
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				return err
@@ -50,6 +59,26 @@ func (c *Cluster) Overlay(t testing.TB) string {
 		})
 	})
 	return name
+}
+
+// retryCleanup is WaitFor for cleanups, which run after the test's
+// context ended (WaitFor gives up at once then): it calls cond every
+// 100ms until it returns nil, and reports the last error as a test error
+// when timeout passes first.
+func retryCleanup(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("cleanup: timed out after %s waiting for %s: %v", timeout, what, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ClusterServiceSpec describes a service of backend tasks for
@@ -63,10 +92,10 @@ type ClusterServiceSpec struct {
 	RestartDelay time.Duration
 }
 
-// Service creates a service of backend tasks on the first manager and
-// removes it when the test ends; it returns the service ID. NAME, the
-// name a task answers with in X-Backend, is "<node hostname>.<slot>", so
-// a response tells which node served it.
+// Service creates a service of backend tasks through the first live
+// manager and removes it when the test ends; it returns the service ID.
+// NAME, the name a task answers with in X-Backend, is "<node
+// hostname>.<slot>", so a response tells which node served it.
 func (c *Cluster) Service(t testing.TB, spec ClusterServiceSpec) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -101,9 +130,10 @@ func (c *Cluster) Service(t testing.TB, spec ClusterServiceSpec) string {
 	}
 	res, err := m.Client.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: s})
 	if err != nil {
-		t.Fatalf("create service %s: %v", name, err)
+		t.Fatalf("create service %s on %s: %v", name, m.Name, err)
 	}
 	t.Cleanup(func() {
+		m := c.Manager()
 		if m.Killed() {
 			return
 		}
@@ -116,6 +146,43 @@ func (c *Cluster) Service(t testing.TB, spec ClusterServiceSpec) string {
 	return res.ID
 }
 
+// UpdateService applies change to the service's spec through the first
+// live manager. Like every call that needs the Raft leader, it waits or
+// fails while the swarm has none: give ctx a deadline.
+func (c *Cluster) UpdateService(ctx context.Context, id string, change func(*swarm.ServiceSpec)) error {
+	m := c.Manager()
+	res, err := m.Client.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect service %.12s on %s: %w", id, m.Name, err)
+	}
+	spec := res.Service.Spec
+	change(&spec)
+	if _, err := m.Client.ServiceUpdate(ctx, id, client.ServiceUpdateOptions{Version: res.Service.Version, Spec: spec}); err != nil {
+		return fmt.Errorf("update service %.12s on %s: %w", id, m.Name, err)
+	}
+	return nil
+}
+
+// Scale sets the service's replica count.
+func (c *Cluster) Scale(ctx context.Context, id string, replicas uint64) error {
+	return c.UpdateService(ctx, id, func(s *swarm.ServiceSpec) { s.Mode.Replicated.Replicas = &replicas })
+}
+
+// UpdateState returns the state of the service's last update ("" if it
+// was never updated: UpdateStatus is nil), as the first live manager sees
+// it.
+func (c *Cluster) UpdateState(ctx context.Context, id string) (swarm.UpdateState, error) {
+	m := c.Manager()
+	res, err := m.Client.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect service %.12s on %s: %w", id, m.Name, err)
+	}
+	if res.Service.UpdateStatus == nil {
+		return "", nil
+	}
+	return res.Service.UpdateStatus.State, nil
+}
+
 // ClusterTask is a task of a service as the manager sees it.
 type ClusterTask struct {
 	ID   string
@@ -126,6 +193,10 @@ type ClusterTask struct {
 	// wants of it: a task of a lost node stays "running" with desired
 	// state "shutdown".
 	State, Desired swarm.TaskState
+	// Since is when the task entered State, as the node that runs it
+	// reported (the task status's timestamp; the nodes share the host's
+	// clock).
+	Since time.Time
 	// Addrs are the task's IPs by network name.
 	Addrs map[string]netip.Addr
 }
@@ -135,15 +206,18 @@ func (t ClusterTask) Running() bool {
 	return t.State == swarm.TaskStateRunning && t.Desired == swarm.TaskStateRunning
 }
 
-// Tasks lists the service's tasks, sorted by slot then ID.
+// Tasks lists the service's tasks through the first live manager, sorted
+// by slot then ID.
 func (c *Cluster) Tasks(ctx context.Context, service string) ([]ClusterTask, error) {
-	res, err := c.Manager().Client.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", service)})
+	m := c.Manager()
+	res, err := m.Client.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", service)})
 	if err != nil {
-		return nil, fmt.Errorf("list tasks of %s: %w", service, err)
+		return nil, fmt.Errorf("list tasks of %s on %s: %w", service, m.Name, err)
 	}
 	out := make([]ClusterTask, 0, len(res.Items))
 	for _, tk := range res.Items {
-		ct := ClusterTask{ID: tk.ID, Slot: tk.Slot, Node: c.NodeByID(tk.NodeID), State: tk.Status.State, Desired: tk.DesiredState, Addrs: map[string]netip.Addr{}}
+		ct := ClusterTask{ID: tk.ID, Slot: tk.Slot, Node: c.NodeByID(tk.NodeID), State: tk.Status.State, Desired: tk.DesiredState,
+			Since: tk.Status.Timestamp, Addrs: map[string]netip.Addr{}}
 		for _, na := range tk.NetworksAttachments {
 			if len(na.Addresses) > 0 {
 				ct.Addrs[na.Network.Spec.Name] = na.Addresses[0].Addr()
@@ -178,6 +252,10 @@ type ClusterInterlockSpec struct {
 	// Interlock watches the engine of its own node through its socket,
 	// which must then be a manager's.
 	TLS bool
+	// Managers, with TLS, are the managers to watch instead, in order:
+	// --docker-host tcp://IP1:2376,tcp://IP2:2376,... (their TLSHosts),
+	// so that Interlock fails over from one to the next.
+	Managers []*Node
 	// Args follow "run --http-addr :8080 --https-addr :8443 --api-addr
 	// :8081 --log-level debug".
 	Args []string
@@ -223,6 +301,18 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 		}
 		cfg.Env = []string{"DOCKER_HOST=" + c.TLSHost, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=/certs"}
 		host.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: NodeClientCertsDir, Target: "/certs", ReadOnly: true}}
+		if len(spec.Managers) > 0 {
+			var hosts []string
+			for _, m := range spec.Managers {
+				if m.TLSHost == "" {
+					t.Fatalf("RunInterlock: %s serves no TLS endpoint (not a manager?)", m.Name)
+				}
+				hosts = append(hosts, m.TLSHost)
+			}
+			cfg.Cmd = slices.Insert(cfg.Cmd, 1, "--docker-host", strings.Join(hosts, ","))
+		}
+	} else if len(spec.Managers) > 0 {
+		t.Fatal("RunInterlock: Managers needs TLS")
 	} else {
 		// The image runs as nobody; the node's socket belongs to the
 		// group the node image calls docker (the host socket's gid).

@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,5 +47,49 @@ func TestSweepClusterDirs(t *testing.T) {
 	}
 	if exists(stale) || !exists(live) {
 		t.Errorf("stale sweep: dead process's directory exists %v (want false), live one's %v (want true)", exists(stale), exists(live))
+	}
+}
+
+func TestWriteClusterPKI(t *testing.T) {
+	dir := t.TempDir()
+	managers := []serverIdentity{{name: "manager1", ip: net.IPv4(192, 168, 200, 2)}, {name: "manager2", ip: net.IPv4(192, 168, 200, 3)}}
+	if err := writeClusterPKI(dir, managers); err != nil {
+		t.Fatal(err)
+	}
+	load := func(sub string) (*x509.CertPool, *x509.Certificate) {
+		t.Helper()
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(filepath.Join(dir, sub, "ca.pem"))
+		if err != nil || !pool.AppendCertsFromPEM(ca) {
+			t.Fatalf("%s/ca.pem: %v", sub, err)
+		}
+		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, sub, "cert.pem"), filepath.Join(dir, sub, "key.pem"))
+		if err != nil {
+			t.Fatalf("%s: %v", sub, err)
+		}
+		cert, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pool, cert
+	}
+	// Each manager's certificate names its own IP and no other manager's,
+	// for server authentication under the one CA.
+	for i, m := range managers {
+		roots, cert := load(filepath.Join("server", m.name))
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("%s: %v", m.name, err)
+		}
+		if err := cert.VerifyHostname(m.ip.String()); err != nil {
+			t.Errorf("%s: %v", m.name, err)
+		}
+		other := managers[(i+1)%len(managers)]
+		if err := cert.VerifyHostname(other.ip.String()); err == nil {
+			t.Errorf("%s's certificate also names %s's IP %s", m.name, other.name, other.ip)
+		}
+	}
+	roots, cert := load("client")
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("client: %v", err)
 	}
 }

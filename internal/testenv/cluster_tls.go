@@ -24,20 +24,28 @@ const (
 	// side as DOCKER_CERT_PATH wants it: mount it into a container that
 	// must reach the TLS manager.
 	NodeClientCertsDir = NodeCertsDir + "/client"
-	// nodeServerCertsDir holds the first manager's ca.pem, cert.pem and
-	// key.pem for dockerd --tlsverify.
+	// nodeServerCertsDir holds a directory per manager (server/manager1,
+	// ...) with its ca.pem, cert.pem and key.pem for dockerd --tlsverify.
 	nodeServerCertsDir = NodeCertsDir + "/server"
 )
 
-// ManagerTLSPort is the port the first manager's engine serves its API on
-// over TLS (ClusterSpec.TLS).
+// ManagerTLSPort is the port every manager's engine serves its API on over
+// TLS (ClusterSpec.TLS).
 const ManagerTLSPort = 2376
 
-// writeClusterPKI makes a throw-away CA in dir/{client,server}: a server
-// certificate for the manager (its IP and names) and a client certificate.
-// The files are world-readable: the Interlock image runs as nobody, and the
-// keys are worth nothing beyond this cluster.
-func writeClusterPKI(dir string, managerIP net.IP, managerNames []string) error {
+// serverIdentity is what a manager's server certificate names.
+type serverIdentity struct {
+	name string // the node's name: its directory under server/, its CN
+	ip   net.IP
+}
+
+// writeClusterPKI makes a throw-away CA in dir: dir/server/NAME for each
+// manager (a server certificate naming its IP, its name, "manager",
+// localhost and 127.0.0.1) and dir/client (a client certificate), each
+// directory with ca.pem, cert.pem and key.pem. The files are
+// world-readable: the Interlock image runs as nobody, and the keys are
+// worth nothing beyond this cluster.
+func writeClusterPKI(dir string, managers []serverIdentity) error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -90,12 +98,14 @@ func writeClusterPKI(dir string, managerIP net.IP, managerNames []string) error 
 		}
 		return nil
 	}
-	if err := issue("server", &x509.Certificate{
-		Subject: pkix.Name{CommonName: managerNames[0]}, DNSNames: append(managerNames, "localhost"),
-		IPAddresses: []net.IP{managerIP, net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}); err != nil {
-		return fmt.Errorf("manager certificate: %w", err)
+	for _, m := range managers {
+		if err := issue(filepath.Join("server", m.name), &x509.Certificate{
+			Subject: pkix.Name{CommonName: m.name}, DNSNames: []string{m.name, "manager", "localhost"},
+			IPAddresses: []net.IP{m.ip, net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}); err != nil {
+			return fmt.Errorf("certificate of %s: %w", m.name, err)
+		}
 	}
 	if err := issue("client", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "interlock"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
