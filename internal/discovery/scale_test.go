@@ -23,40 +23,45 @@ func scaleTable(b *testing.B) routing.Table {
 	return table
 }
 
-func BenchmarkScaleRenderNginx(b *testing.B) {
+// BenchmarkScaleRender renders the table with each template driver.
+func BenchmarkScaleRender(b *testing.B) {
 	table := scaleTable(b)
-	d, err := nginx.New(nginx.Options{HTTPAddr: ":80", HTTPSAddr: ":443", StateDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
+	for _, d := range []struct {
+		name string
+		new  func(stateDir string) (func(routing.Table) ([]byte, error), error)
+	}{
+		{"nginx", func(dir string) (func(routing.Table) ([]byte, error), error) {
+			d, err := nginx.New(nginx.Options{HTTPAddr: ":80", HTTPSAddr: ":443", StateDir: dir})
+			if err != nil {
+				return nil, err
+			}
+			return func(t routing.Table) ([]byte, error) { c, _, err := d.Render(t); return c, err }, nil
+		}},
+		{"haproxy", func(dir string) (func(routing.Table) ([]byte, error), error) {
+			d, err := haproxy.New(haproxy.Options{HTTPAddr: ":80", HTTPSAddr: ":443", StateDir: dir})
+			if err != nil {
+				return nil, err
+			}
+			return func(t routing.Table) ([]byte, error) { c, _, err := d.Render(t); return c, err }, nil
+		}},
+	} {
+		b.Run(d.name, func(b *testing.B) {
+			render, err := d.new(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				conf, err := render(table)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(conf)
+			}
+			b.ReportMetric(float64(size), "bytes/file")
+		})
 	}
-	var size int
-	b.ReportAllocs()
-	for b.Loop() {
-		conf, _, err := d.Render(table)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = len(conf)
-	}
-	b.ReportMetric(float64(size), "bytes/file")
-}
-
-func BenchmarkScaleRenderHAProxy(b *testing.B) {
-	table := scaleTable(b)
-	d, err := haproxy.New(haproxy.Options{HTTPAddr: ":80", HTTPSAddr: ":443", StateDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var size int
-	b.ReportAllocs()
-	for b.Loop() {
-		conf, _, err := d.Render(table)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = len(conf)
-	}
-	b.ReportMetric(float64(size), "bytes/file")
 }
 
 // BenchmarkScaleMemory holds what a controller holds at that scale (the
