@@ -14,14 +14,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// haproxyBinary finds the haproxy executable, in PATH or /usr/sbin.
-func haproxyBinary(name string) (string, error) {
-	if p, ok := lookBinary(name); ok {
-		return p, nil
-	}
-	return "", fmt.Errorf("--haproxy-binary %s: not found in PATH or /usr/sbin; install haproxy (Debian: apt-get install haproxy) or name the executable", name)
-}
-
 // newHAProxy builds the haproxy driver for cfg and, for container targets,
 // the Docker side (nil otherwise). needBinary is false for render, which
 // only renders: New has no side effects.
@@ -80,7 +72,7 @@ func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBin
 		}
 	}
 	if needBinary {
-		if opts.Binary, err = haproxyBinary(cfg.HAProxyBinary); err != nil {
+		if opts.Binary, err = proxyBinary("haproxy", cfg.HAProxyBinary); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -135,16 +127,11 @@ func checkHAProxyTemplate(ctx context.Context, path string, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	bin, binErr := haproxyBinary("haproxy")
+	bin, binErr := proxyBinary("haproxy", "haproxy")
 	res, err := haproxy.CheckTemplate(ctx, tmpl, bin)
 	if err != nil {
 		return err
 	}
-	switch {
-	case res.Validated:
-		fmt.Fprintf(stdout, "%s: ok (sample of %d hosts rendered, %d bytes; %s -c accepted it)\n", path, res.Hosts, res.Bytes, bin)
-	case binErr != nil:
-		fmt.Fprintf(stdout, "%s: rendered (sample of %d hosts, %d bytes); not validated: %v\n", path, res.Hosts, res.Bytes, binErr)
-	}
+	reportTemplateCheck(stdout, path, res.Hosts, res.Bytes, res.Validated, bin, "-c", binErr)
 	return nil
 }

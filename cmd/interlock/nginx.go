@@ -53,12 +53,25 @@ func lookBinary(name string) (string, bool) {
 	return "", false
 }
 
-// nginxBinary finds the nginx executable, in PATH or /usr/sbin.
-func nginxBinary(name string) (string, error) {
+// proxyBinary finds the executable name of the proxy (nginx, haproxy), in
+// PATH or /usr/sbin; the error names its --PROXY-binary flag.
+func proxyBinary(proxy, name string) (string, error) {
 	if p, ok := lookBinary(name); ok {
 		return p, nil
 	}
-	return "", fmt.Errorf("--nginx-binary %s: not found in PATH or /usr/sbin; install nginx (Debian: apt-get install nginx) or name the executable", name)
+	return "", fmt.Errorf("--%s-binary %s: not found in PATH or /usr/sbin; install %s (Debian: apt-get install %s) or name the executable", proxy, name, proxy, proxy)
+}
+
+// reportTemplateCheck prints the outcome of a --template check: validated
+// by bin's check (checkFlag, -t or -c), or only rendered when the binary
+// is missing (binErr).
+func reportTemplateCheck(stdout io.Writer, path string, hosts, bytes int, validated bool, bin, checkFlag string, binErr error) {
+	switch {
+	case validated:
+		fmt.Fprintf(stdout, "%s: ok (sample of %d hosts rendered, %d bytes; %s %s accepted it)\n", path, hosts, bytes, bin, checkFlag)
+	case binErr != nil:
+		fmt.Fprintf(stdout, "%s: rendered (sample of %d hosts, %d bytes); not validated: %v\n", path, hosts, bytes, binErr)
+	}
 }
 
 // newNginx builds the nginx driver for cfg and, for container targets, the
@@ -134,7 +147,7 @@ func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinar
 		opts.Mode = nginx.Supervise
 	}
 	if needBinary && opts.Mode != nginx.Copy {
-		if opts.Binary, err = nginxBinary(cfg.NginxBinary); err != nil {
+		if opts.Binary, err = proxyBinary("nginx", cfg.NginxBinary); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -229,16 +242,11 @@ func checkTemplate(ctx context.Context, path string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bin, binErr := nginxBinary("nginx")
+	bin, binErr := proxyBinary("nginx", "nginx")
 	res, err := nginx.CheckTemplate(ctx, tmpl, bin)
 	if err != nil {
 		return err
 	}
-	switch {
-	case res.Validated:
-		fmt.Fprintf(stdout, "%s: ok (sample of %d hosts rendered, %d bytes; %s -t accepted it)\n", path, res.Hosts, res.Bytes, bin)
-	case binErr != nil:
-		fmt.Fprintf(stdout, "%s: rendered (sample of %d hosts, %d bytes); not validated: %v\n", path, res.Hosts, res.Bytes, binErr)
-	}
+	reportTemplateCheck(stdout, path, res.Hosts, res.Bytes, res.Validated, bin, "-t", binErr)
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -43,4 +45,21 @@ func SelfSigned(name string) (certPEM, keyPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+}
+
+// WriteSelfSigned writes a SelfSigned certificate for name as dir/cert.pem
+// and its key as dir/key.pem (making dir, 0700; files 0600): the named
+// certificate of the drivers' template checks.
+func WriteSelfSigned(dir, name string) error {
+	certPEM, keyPEM, err := SelfSigned(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
 }

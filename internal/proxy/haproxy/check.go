@@ -73,17 +73,7 @@ func CheckTemplate(ctx context.Context, tmpl *Template, bin string) (CheckResult
 	}
 	defer os.RemoveAll(dir)
 	certDir := filepath.Join(dir, "certs")
-	if err := os.MkdirAll(filepath.Join(certDir, "named"), 0o700); err != nil {
-		return CheckResult{}, err
-	}
-	cert, key, err := tlsconf.SelfSigned("named.example.com")
-	if err != nil {
-		return CheckResult{}, err
-	}
-	if err := os.WriteFile(filepath.Join(certDir, "named", "cert.pem"), cert, 0o600); err != nil {
-		return CheckResult{}, err
-	}
-	if err := os.WriteFile(filepath.Join(certDir, "named", "key.pem"), key, 0o600); err != nil {
+	if err := tlsconf.WriteSelfSigned(filepath.Join(certDir, "named"), "named.example.com"); err != nil {
 		return CheckResult{}, err
 	}
 	profile, _ := tlsconf.Lookup(tlsconf.Default)
