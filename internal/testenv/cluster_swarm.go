@@ -259,6 +259,15 @@ type ClusterInterlockSpec struct {
 	// Args follow "run --http-addr :8080 --https-addr :8443 --api-addr
 	// :8081 --log-level debug".
 	Args []string
+	// APIOnly publishes only the API port (on NodeAPIPort): the proxy
+	// Interlock drives runs in another container of the node, which
+	// publishes NodeHTTPPort and NodeHTTPSPort (a side-loaded nginx,
+	// Cluster.RunNginx). The returned URLs are the same.
+	APIOnly bool
+	// StateDir, when set, is a writable tmpfs in the container (for
+	// --state-dir: the image runs as nobody, on a file system it cannot
+	// write).
+	StateDir string
 }
 
 // RunInterlock runs Interlock in a container of the Interlock image
@@ -294,6 +303,12 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 	host := &container.HostConfig{
 		PortBindings: network.PortMap{proxyPort: on(NodeHTTPPort), httpsPort: on(NodeHTTPSPort), apiPort: on(NodeAPIPort)},
 		NetworkMode:  container.NetworkMode(spec.Network),
+	}
+	if spec.APIOnly {
+		host.PortBindings = network.PortMap{apiPort: on(NodeAPIPort)}
+	}
+	if spec.StateDir != "" {
+		host.Tmpfs = map[string]string{spec.StateDir: "mode=1777"}
 	}
 	if spec.TLS {
 		if c.TLSHost == "" {
