@@ -76,6 +76,11 @@ type Options struct {
 	// certmagic's default, 10 minutes; tests with short-lived
 	// certificates make it short.
 	RenewCheckInterval time.Duration
+	// ExportDir, when set, is where every managed name's certificate is
+	// also written as a PEM file, for proxies that load files (export.go);
+	// OnExport is called after files there changed.
+	ExportDir string
+	OnExport  func()
 }
 
 // Stats count certmagic's certificate operations since New.
@@ -108,6 +113,13 @@ type Manager struct {
 	failures map[string]error
 	stats    Stats
 	closed   bool
+
+	// The export of certificates to files (export.go); exportKick is nil
+	// without Options.ExportDir.
+	exportDir  string
+	onExport   func()
+	exportKick chan struct{}
+	exportDone chan struct{}
 }
 
 // New returns a Manager that manages no name yet. It starts certmagic's
@@ -158,6 +170,11 @@ func New(opts Options) (*Manager, error) {
 		Logger:                  zl,
 	})
 	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	if opts.ExportDir != "" {
+		m.exportDir, m.onExport = opts.ExportDir, opts.OnExport
+		m.exportKick, m.exportDone = make(chan struct{}, 1), make(chan struct{})
+		go m.exportLoop()
+	}
 	log.Info("ACME enabled", "ca", opts.CA, "email", opts.Email, "storage", opts.Storage,
 		"http_01", !opts.DisableHTTP01, "tls_alpn_01", !opts.DisableTLSALPN01)
 	return m, nil
@@ -349,6 +366,9 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.cancel()
 	m.cache.Stop()
+	if m.exportDone != nil {
+		<-m.exportDone
+	}
 	return nil
 }
 
@@ -384,6 +404,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		delete(m.failures, name)
 		m.mu.Unlock()
 		m.log.Info("ACME certificate obtained", "name", name, "renewal", renewal, "issuer", data["issuer"])
+		m.kickExport()
 	case "cert_failed":
 		err, _ := data["error"].(error)
 		if err == nil {
@@ -409,6 +430,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 			go m.cache.RemoveManaged(stray)
 		}
 		m.log.Debug("ACME certificate loaded", "names", sans)
+		m.kickExport()
 	}
 	return nil
 }

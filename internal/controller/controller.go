@@ -34,6 +34,16 @@ type CheapApplier interface {
 	Cheap(t routing.Table) bool
 }
 
+// Refresher is a Driver whose configuration names files that change
+// without the table changing: certificates renewed over ACME, or rotated
+// in the certificate directory. Refresh puts the live table's
+// configuration live again, so the proxy reads them anew; it is called
+// from the loop's goroutine, like Apply, and must leave the previous
+// configuration serving when it fails.
+type Refresher interface {
+	Refresh(ctx context.Context) error
+}
+
 // cheapCheckBudget bounds what the early table build may cost: past it
 // (tens of thousands of containers) every change waits for the quiet
 // period again, rather than pay for a build per event.
@@ -85,6 +95,8 @@ type Controller struct {
 	// mailbox holds the newest snapshot not yet taken by the loop: a
 	// one-slot channel where a newer snapshot replaces an older one.
 	mailbox chan pending
+	// refresh holds a pending Refresh request (one slot: requests fold).
+	refresh chan struct{}
 
 	mu     sync.Mutex
 	status Status
@@ -126,6 +138,7 @@ func New(driver Driver, disc discovery.Options, opts Options) *Controller {
 		opts:      opts,
 		log:       log,
 		mailbox:   make(chan pending, 1),
+		refresh:   make(chan struct{}, 1),
 		status:    Status{Driver: driver.Name()},
 	}
 }
@@ -150,6 +163,18 @@ func (c *Controller) Update(snap docker.Snapshot) {
 	}
 }
 
+// Refresh asks the loop to put the live configuration live again, for a
+// Refresher driver whose files changed (a certificate renewed or rotated);
+// other drivers ignore it. It never blocks, and requests that come while
+// one waits fold into it. Before the first apply there is nothing to
+// refresh: that apply reads the files anyway.
+func (c *Controller) Refresh() {
+	select {
+	case c.refresh <- struct{}{}:
+	default:
+	}
+}
+
 // Run applies snapshots until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	var (
@@ -167,6 +192,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		calm bool
 	)
 	cheap, _ := c.driver.(CheapApplier)
+	refresher, _ := c.driver.(Refresher)
+	var (
+		refreshRetry      <-chan time.Time
+		refreshRetryAfter = c.opts.RetryMin
+	)
 	for {
 		var fire <-chan time.Time
 		if next != nil {
@@ -175,6 +205,23 @@ func (c *Controller) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-refreshRetry:
+			c.Refresh()
+			refreshRetry = nil
+			continue
+		case <-c.refresh:
+			if refresher == nil || !c.Status().Applied {
+				continue
+			}
+			if err := c.safeRefresh(ctx, refresher); err != nil {
+				c.log.Error("refresh failed; the previous configuration keeps serving", "driver", c.driver.Name(), "error", err, "retry_in", refreshRetryAfter)
+				refreshRetry = time.After(refreshRetryAfter)
+				refreshRetryAfter = min(refreshRetryAfter*2, c.opts.RetryMax)
+			} else {
+				refreshRetry, refreshRetryAfter = nil, c.opts.RetryMin
+				c.log.Debug("configuration refreshed", "driver", c.driver.Name())
+			}
+			continue
 		case p := <-c.mailbox:
 			if next == nil {
 				calm = lastApply.IsZero() || time.Since(lastApply) >= 2*c.opts.Quiet
@@ -343,6 +390,16 @@ func (c *Controller) safeApply(ctx context.Context, t routing.Table) (err error)
 		}
 	}()
 	return c.driver.Apply(ctx, t)
+}
+
+// safeRefresh is safeApply for Refresh.
+func (c *Controller) safeRefresh(ctx context.Context, r Refresher) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("driver %s panicked: %v\n%s", c.driver.Name(), p, debug.Stack())
+		}
+	}()
+	return r.Refresh(ctx)
 }
 
 func (c *Controller) logProblems(before, after []routing.Problem) {
