@@ -128,6 +128,11 @@ func (r *reader) route(s *spec) {
 			LabelContextRoot:        rt.Path != "/",
 			LabelContextRootRewrite: rt.StripPath,
 			LabelWebSocketEndpoint:  r.has(LabelWebSocketEndpoint),
+			// A tcp route has no request, response or keep-alive pool;
+			// only the connect timeout means something for it.
+			LabelBackendResponseHeaderTimeout: r.has(LabelBackendResponseHeaderTimeout),
+			LabelBackendIdleTimeout:           r.has(LabelBackendIdleTimeout),
+			LabelMaxBodyBytes:                 r.has(LabelMaxBodyBytes),
 		} {
 			if set {
 				r.invalidf(l, "has no meaning for protocol tcp (a tcp route takes the whole host), remove it or use protocol http")
@@ -142,6 +147,7 @@ func (r *reader) route(s *spec) {
 		}
 	}
 	rt.BackendTLS = r.backendTLS(LabelSSLBackend, LabelSSLBackendTLSVerify)
+	rt.Limits = r.limits(limitLabels)
 	s.route = rt
 }
 

@@ -174,6 +174,11 @@ var lbEquivalent = map[string]string{
 	LabelBackendOption:       "",
 	LabelSSLBackend:          LabelLBSSLBackend,
 	LabelSSLBackendTLSVerify: LabelLBSSLBackendTLSVerify,
+
+	LabelBackendConnectTimeout:        LabelLBBackendConnectTimeout,
+	LabelBackendResponseHeaderTimeout: LabelLBBackendResponseHeaderTimeout,
+	LabelBackendIdleTimeout:           LabelLBBackendIdleTimeout,
+	LabelMaxBodyBytes:                 LabelLBMaxBodyBytes,
 }
 
 // labelOf names a shared setting in the dialect of kind: the label that

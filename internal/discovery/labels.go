@@ -29,6 +29,12 @@ const (
 	LabelIPHash              = "interlock.ip_hash"
 	LabelBackendOption       = "interlock.backend_option"
 	LabelProtocol            = "interlock.protocol"
+	// The per-route overrides of Interlock's global backend timeouts and
+	// body limit (limits.go); each is named after the setting it overrides.
+	LabelBackendConnectTimeout        = "interlock.backend_connect_timeout"
+	LabelBackendResponseHeaderTimeout = "interlock.backend_response_header_timeout"
+	LabelBackendIdleTimeout           = "interlock.backend_idle_timeout"
+	LabelMaxBodyBytes                 = "interlock.max_body_bytes"
 	// LabelExtName marks the side-loaded proxy container; such a container
 	// is never routed.
 	LabelExtName = "interlock.ext.name"
@@ -39,6 +45,9 @@ const labelPrefix = "interlock."
 // plainLabels are the labels that take one value under one exact name.
 // Sorted; read-only.
 var plainLabels = []string{
+	LabelBackendConnectTimeout,
+	LabelBackendIdleTimeout,
+	LabelBackendResponseHeaderTimeout,
 	LabelBalanceAlgorithm,
 	LabelContextRoot,
 	LabelContextRootRewrite,
@@ -47,6 +56,7 @@ var plainLabels = []string{
 	LabelHealthCheckInterval,
 	LabelHostname,
 	LabelIPHash,
+	LabelMaxBodyBytes,
 	LabelNetwork,
 	LabelPort,
 	LabelProtocol,

@@ -367,7 +367,7 @@ func TestSuggest(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.key[:min(len(tc.key), 40)], func(t *testing.T) {
 			msg := unknownLabelMessage(tc.key)
-			if !strings.Contains(msg, "known labels are "+LabelAliasDomain+", "+LabelAliasDomain+".N, "+LabelBackendOption) {
+			if !strings.Contains(msg, "known labels are "+LabelAliasDomain+", "+LabelAliasDomain+".N, "+LabelBackendConnectTimeout+", "+LabelBackendIdleTimeout+", "+LabelBackendOption) {
 				t.Errorf("message does not list the known labels: %s", msg)
 			}
 			hint := "did you mean " + tc.want + "?"

@@ -45,19 +45,9 @@ const (
 // Interlock 1 did, a bare decimal integer meaning milliseconds ("5000"). The
 // result lies in [minInterval, maxInterval].
 func parseInterval(v string) (time.Duration, error) {
-	var d time.Duration
-	if v != "" && strings.TrimLeft(v, "0123456789") == "" {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms > int64(maxInterval/time.Millisecond) {
-			return 0, fmt.Errorf("interval %s is out of range, use %s to %s", quote(v), minInterval, maxInterval)
-		}
-		d = time.Duration(ms) * time.Millisecond
-	} else {
-		var err error
-		d, err = time.ParseDuration(v)
-		if err != nil {
-			return 0, fmt.Errorf("interval %s is not a duration, use a Go duration such as 5s or 500ms, or a number of milliseconds", quote(v))
-		}
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("interval %s is not a duration, use a Go duration such as 5s or 500ms, or a number of milliseconds", quote(v))
 	}
 	if d < minInterval || d > maxInterval {
 		return 0, fmt.Errorf("interval %s is out of range, use %s to %s", quote(v), minInterval, maxInterval)

@@ -34,14 +34,21 @@ const (
 	LabelLBDefaultBackend      = "com.docker.lb.default_backend"
 	LabelLBIPHash              = "com.docker.lb.ip_hash"
 	LabelLBServiceCluster      = "com.docker.lb.service_cluster"
+	// The per-route overrides of Interlock's global backend timeouts and
+	// body limit, as for containers (limits.go).
+	LabelLBBackendConnectTimeout        = "com.docker.lb.backend_connect_timeout"
+	LabelLBBackendResponseHeaderTimeout = "com.docker.lb.backend_response_header_timeout"
+	LabelLBBackendIdleTimeout           = "com.docker.lb.backend_idle_timeout"
+	LabelLBMaxBodyBytes                 = "com.docker.lb.max_body_bytes"
 )
 
 const lbPrefix = "com.docker.lb."
 
 // lbLabels are the known service labels, sorted; read-only.
 var lbLabels = []string{
-	LabelLBBackendMode, LabelLBContextRoot, LabelLBContextRootRewrite, LabelLBDefaultBackend,
-	LabelLBHosts, LabelLBIPHash, LabelLBNetwork, LabelLBPort, LabelLBRedirects,
+	LabelLBBackendConnectTimeout, LabelLBBackendIdleTimeout, LabelLBBackendMode, LabelLBBackendResponseHeaderTimeout,
+	LabelLBContextRoot, LabelLBContextRootRewrite, LabelLBDefaultBackend,
+	LabelLBHosts, LabelLBIPHash, LabelLBMaxBodyBytes, LabelLBNetwork, LabelLBPort, LabelLBRedirects,
 	LabelLBServiceCluster, LabelLBSSLACME, LabelLBSSLBackend, LabelLBSSLBackendTLSVerify, LabelLBSSLCert,
 	LabelLBSSLKey, LabelLBSSLOnly, LabelLBSSLPassthrough, LabelLBStickyCookie,
 	LabelLBWebSocketEndpoints,
@@ -202,6 +209,7 @@ func (r *reader) lbRoute() routing.Route {
 		rt.StickyCookie = c
 	}
 	rt.BackendTLS = r.backendTLS(LabelLBSSLBackend, LabelLBSSLBackendTLSVerify)
+	rt.Limits = r.limits(lbLimitLabels)
 	return rt
 }
 

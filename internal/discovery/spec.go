@@ -95,7 +95,7 @@ func (s spec) routeSettings() []setting {
 	if r.BackendTLS != nil {
 		backendTLS, verify = "true", strconv.FormatBool(r.BackendTLS.Verify)
 	}
-	return []setting{
+	return append([]setting{
 		{label: LabelProtocol, value: string(r.Protocol)},
 		{label: LabelContextRootRewrite, value: strconv.FormatBool(r.StripPath)},
 		{label: LabelWebSocketEndpoint, value: joinSorted(r.WebSocketPaths)},
@@ -106,7 +106,7 @@ func (s spec) routeSettings() []setting {
 		{label: LabelSSLBackend, value: backendTLS},
 		{label: LabelSSLBackendTLSVerify, value: verify, parent: LabelSSLBackend},
 		{label: LabelLBStickyCookie, value: r.StickyCookie},
-	}
+	}, limitSettings(r.Limits)...)
 }
 
 func joinSorted(s []string) string {
@@ -151,7 +151,8 @@ func sameRouteSettings(a, b routing.Route) bool {
 	return a.Protocol == b.Protocol && a.StripPath == b.StripPath && a.Balance == b.Balance &&
 		a.StickyCookie == b.StickyCookie &&
 		slices.Equal(a.WebSocketPaths, b.WebSocketPaths) && slices.Equal(a.BackendOptions, b.BackendOptions) &&
-		equalPtr(a.HealthCheck, b.HealthCheck) && equalPtr(a.BackendTLS, b.BackendTLS)
+		equalPtr(a.HealthCheck, b.HealthCheck) && equalPtr(a.BackendTLS, b.BackendTLS) &&
+		equalPtr(a.Limits, b.Limits)
 }
 
 func equalPtr[T comparable](a, b *T) bool {

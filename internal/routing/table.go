@@ -109,8 +109,37 @@ type Route struct {
 	BackendTLS *BackendTLS `json:"backend_tls,omitempty"`
 	// StickyCookie, when set, names a cookie that pins a client to the
 	// backend it first reached (com.docker.lb.sticky_session_cookie).
-	StickyCookie string    `json:"sticky_cookie,omitempty"`
-	Backends     []Backend `json:"backends"`
+	StickyCookie string `json:"sticky_cookie,omitempty"`
+	// Limits overrides the proxy's global backend timeouts and body limit
+	// for this route (interlock.backend_connect_timeout and the like); nil
+	// keeps every global setting. Normalize makes an all-zero Limits nil.
+	Limits   *Limits   `json:"limits,omitempty"`
+	Backends []Backend `json:"backends"`
+}
+
+// Unlimited, in a field of Limits that takes it, lifts the proxy's global
+// limit for the route ("0" in the label: no limit).
+const Unlimited = -1
+
+// Limits are a route's overrides of the proxy's global settings of the
+// same names (--backend-connect-timeout and the like). A zero field keeps
+// the global setting. Only settings a proxy applies once it knows the
+// route are here: the client's header and idle timeouts and the header
+// size limit are the listener's, decided before a request names its host.
+type Limits struct {
+	// ConnectTimeout bounds a connect to one of the route's backends. More
+	// than 0, or 0 for the global setting.
+	ConnectTimeout time.Duration `json:"connect_timeout,omitempty"`
+	// ResponseHeaderTimeout bounds the wait for a backend's response
+	// headers (nginx and HAProxy: the longest pause between two reads of
+	// the response). 0: the global setting; Unlimited: no limit.
+	ResponseHeaderTimeout time.Duration `json:"response_header_timeout,omitempty"`
+	// IdleTimeout is how long an idle keep-alive connection to a backend
+	// is kept. More than 0, or 0 for the global setting.
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	// MaxBodyBytes bounds request bodies (413 past it). 0: the global
+	// setting; Unlimited: no limit.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 }
 
 // HealthCheck is an active HTTP health check against each backend.
@@ -163,6 +192,9 @@ func (t *Table) Normalize() {
 			}
 			r.WebSocketPaths = sortedUnique(r.WebSocketPaths)
 			r.BackendOptions = sortedUnique(r.BackendOptions)
+			if r.Limits != nil && *r.Limits == (Limits{}) {
+				r.Limits = nil
+			}
 			slices.SortFunc(r.Backends, func(a, b Backend) int {
 				return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Container, b.Container), cmp.Compare(a.Task, b.Task))
 			})
@@ -215,4 +247,23 @@ func (t Table) BackendCount() int {
 		}
 	}
 	return n
+}
+
+// UsesACME reports whether h gets its certificate over ACME: TLS.ACME,
+// and neither a certificate of its own nor passthrough.
+func (h Host) UsesACME() bool {
+	return h.TLS != nil && h.TLS.ACME && h.TLS.CertFile == "" && !h.TLS.Passthrough
+}
+
+// ACMENames returns every name (primary names and aliases) of t's ACME
+// hosts, sorted: what a certificate source is asked to manage.
+func (t Table) ACMENames() []string {
+	var names []string
+	for _, h := range t.Hosts {
+		if h.UsesACME() {
+			names = append(names, h.Names()...)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }

@@ -115,3 +115,23 @@ func TestLookup(t *testing.T) {
 		t.Errorf("BackendCount = %d, want 6", n)
 	}
 }
+
+func TestACMENames(t *testing.T) {
+	tb := Table{Hosts: []Host{
+		{Name: "b.example", Aliases: []string{"a.example"}, TLS: &TLS{ACME: true}},
+		{Name: "c.example", TLS: &TLS{ACME: true, CertFile: "c.pem", KeyFile: "c.key"}},
+		{Name: "d.example", TLS: &TLS{ACME: true, Passthrough: true}},
+		{Name: "e.example", TLS: &TLS{}},
+		{Name: "f.example"},
+		{Name: "g.example", TLS: &TLS{ACME: true, Only: true}},
+	}}
+	tb.Normalize()
+	got := tb.ACMENames()
+	want := []string{"a.example", "b.example", "g.example"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ACMENames = %v, want %v", got, want)
+	}
+	if names := (Table{}).ACMENames(); names != nil {
+		t.Errorf("empty table: ACMENames = %v, want nil", names)
+	}
+}

@@ -273,12 +273,12 @@ func recordOf(r *http.Request) *accessRecord {
 // serveLogged serves r and writes its access log line, also when the
 // handler is aborted (ReverseProxy panics with http.ErrAbortHandler when a
 // backend breaks off in the middle of a body).
-func (p *Proxy) serveLogged(w http.ResponseWriter, r *http.Request) {
+func (p *Proxy) serveLogged(w http.ResponseWriter, r *http.Request, t *table, h *host, rt *route) {
 	rec := &accessRecord{Context: r.Context(), start: time.Now()}
 	rec.w.ResponseWriter = w
 	r = r.WithContext(rec)
 	defer p.logRequest(rec, r)
-	p.serve(&rec.w, r, rec)
+	p.serveMatched(&rec.w, r, rec, t, h, rt)
 }
 
 var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

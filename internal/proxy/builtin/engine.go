@@ -23,4 +23,8 @@ type engine interface {
 	// backends left the table, so none of their kept-alive connections
 	// (to a node that may be gone) takes another request.
 	closeIdle()
+	// retain is told the table Apply just published: what the engine
+	// keeps for routes (per-route transports) and t no longer needs can
+	// go. Requests of older tables still in flight must keep working.
+	retain(t *table)
 }

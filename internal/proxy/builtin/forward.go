@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,12 @@ type httpEngine struct {
 	plain       *http.Transport
 	tlsVerify   *http.Transport
 	tlsInsecure *http.Transport
+	// dialTimeout, responseHeader and idle are the shared transports'
+	// timeouts (Options); routes that override them get one of
+	// routeTransports (routelimits.go), which routeMu guards.
+	dialTimeout, responseHeader, idle time.Duration
+	routeMu                           sync.Mutex
+	routeTransports                   map[transportKey]*http.Transport
 
 	buffers  *bufferPool
 	errorLog *log.Logger
@@ -47,7 +54,10 @@ func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Dura
 		clock:    c,
 		ejectFor: ejectFor,
 		counters: counters,
-		plain:    newTransport(d, nil),
+		// applyBackendTimeouts sets the other two.
+		dialTimeout: dialTimeout,
+		idle:        idleConnTimeout,
+		plain:       newTransport(d, nil),
 		// Verified: the chain against roots and the name against the
 		// backend's address (an IP SAN), since the request URL names it.
 		tlsVerify: newTransport(d, &tls.Config{
@@ -72,12 +82,9 @@ func newHTTPEngine(logger *slog.Logger, c clock, dialTimeout, ejectFor time.Dura
 
 // forwarder implements engine.
 func (e *httpEngine) forwarder(rt *route) http.Handler {
-	f := &forwarder{route: rt, engine: e, scheme: "http", base: e.plain}
+	f := &forwarder{route: rt, engine: e, scheme: "http", base: e.transportFor(rt)}
 	if rt.tls != nil {
-		f.scheme, f.base = "https", e.tlsInsecure
-		if rt.tls.Verify {
-			f.base = e.tlsVerify
-		}
+		f.scheme = "https"
 	}
 	f.proxy = httputil.ReverseProxy{
 		Rewrite:      f.rewrite,
@@ -101,6 +108,7 @@ func (e *httpEngine) closeIdle() {
 	e.plain.CloseIdleConnections()
 	e.tlsVerify.CloseIdleConnections()
 	e.tlsInsecure.CloseIdleConnections()
+	e.closeRouteIdle()
 }
 
 // forwarder serves the requests of one route: its ReverseProxy rewrites the

@@ -181,7 +181,7 @@ func (p *Proxy) relay(c net.Conn, rt *route, peeked []byte) {
 		}
 		tried = append(tried, i)
 		b := &rt.backends[i]
-		ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), rt.dialTimeout)
 		up, err := (&net.Dialer{}).DialContext(ctx, "tcp", b.addr)
 		cancel()
 		if err != nil {

@@ -239,7 +239,7 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, err := compile(t, p.states, p.engine)
+	c, err := compile(t, p.states, p.engine, routeDefaults{maxBody: p.maxBody, dialTimeout: p.dialTimeout})
 	if err != nil {
 		return fmt.Errorf("builtin: %w", err)
 	}
@@ -272,6 +272,7 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 	if gone {
 		p.engine.closeIdle()
 	}
+	p.engine.retain(c.table)
 	p.certCache = cache
 	p.applied = t
 	p.logCertChanges(prev.certs, c.table.certs)
@@ -294,28 +295,41 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 // answer is recorded under its host. It serves the plain and the TLS
 // listener alike (tlsPolicy): a plain request to a TLS.Only host is
 // redirected to HTTPS, and over TLS only hosts with TLS are served. With
-// Options.MaxBodyBytes a larger body gets 413 (limits.go); with
-// Options.AccessLog every answer gets a line (accesslog.go).
+// Options.MaxBodyBytes or the route's own limit (routing.Limits) a larger
+// body gets 413 (limits.go); with Options.AccessLog every answer gets a
+// line (accesslog.go).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.maxBody > 0 {
-		p.limitBody(w, r)
+	// The route is matched once, here: its body limit applies through the
+	// server's own ResponseWriter (limitBody), and serve answers from the
+	// same table.
+	t := p.table.Load()
+	h, rt := t.match(r.Host, r.URL.Path)
+	if limit, _ := p.bodyLimit(rt); limit > 0 {
+		limitBody(w, r, limit)
 	}
 	if p.access != nil {
-		p.serveLogged(w, r)
+		p.serveLogged(w, r, t, h, rt)
 		return
 	}
-	p.serve(w, r, nil)
+	p.serveMatched(w, r, nil, t, h, rt)
 }
 
-// serve is ServeHTTP once the body is limited; rec, the request's access
-// log record (nil without an access log), is told the route.
+// serve is ServeHTTP without the body limit and the access log: it
+// matches r in the live table and serves it.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rec *accessRecord) {
+	t := p.table.Load()
+	h, rt := t.match(r.Host, r.URL.Path)
+	p.serveMatched(w, r, rec, t, h, rt)
+}
+
+// serveMatched is ServeHTTP once the body is limited, with the table t and
+// the host h and route rt matched in it; rec, the request's access log
+// record (nil without an access log), is told the route.
+func (p *Proxy) serveMatched(w http.ResponseWriter, r *http.Request, rec *accessRecord, t *table, h *host, rt *route) {
 	var start time.Time
 	if p.requests != nil {
 		start = time.Now()
 	}
-	t := p.table.Load()
-	h, rt := t.match(r.Host, r.URL.Path)
 	if rec != nil {
 		rec.route = rt
 	}
@@ -343,8 +357,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rec *accessRecord)
 		}
 		return
 	}
-	if p.maxBody > 0 {
-		if code := p.bodyTooLarge(w, r); code != 0 {
+	if limit, msg := p.bodyLimit(rt); limit > 0 {
+		if code := bodyTooLarge(w, r, limit, msg); code != 0 {
 			if p.requests != nil {
 				p.observe(h, code, start)
 			}

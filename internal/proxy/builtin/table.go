@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -66,6 +67,15 @@ type route struct {
 	tls      *routing.BackendTLS // nil: backends speak plain HTTP
 	// sticky names the cookie that pins a client to a backend; "" for none.
 	sticky string
+	// limits are the route's overrides of the proxy's backend timeouts
+	// (routing.Route.Limits; the engine picks its transport by them), zero
+	// for none. maxBody is the route's effective body limit (its override,
+	// else Options.MaxBodyBytes; 0: none) and bodyTooLargeMsg its 413
+	// text; dialTimeout its effective connect timeout, for passthrough.
+	limits          routing.Limits
+	maxBody         int64
+	bodyTooLargeMsg string
+	dialTimeout     time.Duration
 
 	// next is the round-robin counter; leastconn uses it to rotate ties.
 	next atomic.Uint64
@@ -97,12 +107,19 @@ type compiled struct {
 	tcpHosts []string
 }
 
+// routeDefaults are the proxy's global settings that a route's
+// routing.Limits override.
+type routeDefaults struct {
+	maxBody     int64 // 0: no limit
+	dialTimeout time.Duration
+}
+
 // compile validates t and builds its compiled form. old is the current state
 // map, reused for addresses still present; it is not modified. fwd builds
-// each route's forwarding handler. On error nothing is published and old
+// each route's forwarding handler; def are the settings routes override. On error nothing is published and old
 // stays intact. compile relies on t being normalized (routing.Normalize): it
 // keeps the table's route order.
-func compile(t routing.Table, old map[string]*backendState, fwd engine) (compiled, error) {
+func compile(t routing.Table, old map[string]*backendState, fwd engine, def routeDefaults) (compiled, error) {
 	c := compiled{
 		table:  &table{hosts: make(map[string]*host, len(t.Hosts))},
 		states: make(map[string]*backendState, len(old)),
@@ -126,7 +143,7 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 				skippedTCP = true
 				continue
 			}
-			rt, err := compileRoute(h.name, tr, old, c.states)
+			rt, err := compileRoute(h.name, tr, old, c.states, def)
 			if err != nil {
 				return compiled{}, err
 			}
@@ -169,7 +186,7 @@ func compile(t routing.Table, old map[string]*backendState, fwd engine) (compile
 	return c, nil
 }
 
-func compileRoute(hostName string, tr routing.Route, old, states map[string]*backendState) (*route, error) {
+func compileRoute(hostName string, tr routing.Route, old, states map[string]*backendState, def routeDefaults) (*route, error) {
 	if !strings.HasPrefix(tr.Path, "/") || (tr.Path != "/" && strings.HasSuffix(tr.Path, "/")) {
 		return nil, fmt.Errorf("host %q route %q: path must be absolute without a trailing slash (or \"/\")", hostName, tr.Path)
 	}
@@ -192,6 +209,9 @@ func compileRoute(hostName string, tr routing.Route, old, states map[string]*bac
 	if tr.BackendTLS != nil {
 		tlsCopy := *tr.BackendTLS
 		rt.tls = &tlsCopy
+	}
+	if err := rt.setLimits(tr.Limits, def); err != nil {
+		return nil, fmt.Errorf("host %q route %q: %w", hostName, tr.Path, err)
 	}
 	// Start the counter anywhere, so that frequent Applies (each resets it)
 	// do not favour the first backend.
