@@ -52,7 +52,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func renderNginx(t *testing.T, cfg config.Config) string {
 	t.Helper()
-	d, _, err := newNginx(cfg, nil, discard, false)
+	d, _, err := newNginx(cfg, nil, discard, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func renderNginx(t *testing.T, cfg config.Config) string {
 
 func renderHAProxy(t *testing.T, cfg config.Config) string {
 	t.Helper()
-	d, _, err := newHAProxy(cfg, nil, discard, false)
+	d, _, err := newHAProxy(cfg, nil, discard, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestHAProxyEdgeSettings(t *testing.T) {
 
 	// A file: HAProxy cannot write one, and says so at start.
 	cfg.AccessLog = "/var/log/interlock/access.log"
-	if _, _, err := newHAProxy(cfg, nil, discard, false); err == nil ||
+	if _, _, err := newHAProxy(cfg, nil, discard, false, nil); err == nil ||
 		!strings.Contains(err.Error(), "--access-log /var/log/interlock/access.log: HAProxy cannot write a log file itself") ||
 		!strings.Contains(err.Error(), "--access-log -") {
 		t.Fatalf("newHAProxy with a log file = %v, want a start-up error naming --access-log and what to use instead", err)

@@ -17,7 +17,7 @@ import (
 // newHAProxy builds the haproxy driver for cfg and, for container targets,
 // the Docker side (nil otherwise). needBinary is false for render, which
 // only renders: New has no side effects.
-func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBinary bool) (*haproxy.Driver, *docker.Sideload, error) {
+func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBinary bool, certs *driverCerts) (*haproxy.Driver, *docker.Sideload, error) {
 	tmpl, err := haproxy.LoadTemplate(cfg.Template)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--template: %w", err)
@@ -74,6 +74,12 @@ func newHAProxy(cfg config.Config, cli *client.Client, log *slog.Logger, needBin
 	if needBinary {
 		if opts.Binary, err = proxyBinary("haproxy", cfg.HAProxyBinary); err != nil {
 			return nil, nil, err
+		}
+	}
+	if certs != nil {
+		opts.CertCheck = certs.verdicts
+		if certs.acme != nil { // --acme-hosts: certificates exported by Interlock, HTTP-01 passed to it
+			opts.ACME, opts.ACMEChallenge = certs.acme, cfg.ACMEChallengeAddr
 		}
 	}
 	d, err := haproxy.New(opts)

@@ -195,8 +195,8 @@ func TestBuiltinHTTPSCertFiles(t *testing.T) {
 		}
 		return nil
 	})
-	if v, ok := sample(in.scrape(t), "interlock_builtin_certificate_problems", labels("host", late, "reason", "missing")); !ok || v != 1 {
-		t.Errorf("interlock_builtin_certificate_problems{host=%q,reason=missing} = %v (found %v), want 1", late, v, ok)
+	if v, ok := sample(in.scrape(t), "interlock_certificate_problems", labels("host", late, "reason", "missing")); !ok || v != 1 {
+		t.Errorf("interlock_certificate_problems{host=%q,reason=missing} = %v (found %v), want 1", late, v, ok)
 	}
 	if c, err := leaf(late, nil); err != nil || c.Subject.CommonName != "interlock-default.invalid" {
 		t.Errorf("the host without its files: %v, %v; want the default certificate", c, err)

@@ -77,7 +77,7 @@ func reportTemplateCheck(stdout io.Writer, path string, hosts, bytes int, valida
 // newNginx builds the nginx driver for cfg and, for container targets, the
 // Docker side (nil otherwise). needBinary is false for render, which only
 // renders.
-func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinary bool) (*nginx.Driver, *docker.Sideload, error) {
+func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinary bool, certs *driverCerts) (*nginx.Driver, *docker.Sideload, error) {
 	tmpl, err := nginx.LoadTemplate(cfg.Template)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--template: %w", err)
@@ -149,6 +149,12 @@ func newNginx(cfg config.Config, cli *client.Client, log *slog.Logger, needBinar
 	if needBinary && opts.Mode != nginx.Copy {
 		if opts.Binary, err = proxyBinary("nginx", cfg.NginxBinary); err != nil {
 			return nil, nil, err
+		}
+	}
+	if certs != nil {
+		opts.CertCheck = certs.verdicts
+		if certs.acme != nil { // --acme-hosts: certificates exported by Interlock, HTTP-01 passed to it
+			opts.ACME, opts.ACMEChallenge = certs.acme, cfg.ACMEChallengeAddr
 		}
 	}
 	d, err := nginx.New(opts)

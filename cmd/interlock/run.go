@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/api"
@@ -92,7 +93,15 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		tlsProxy    *builtin.Proxy // the built-in proxy also serves --https-addr
 	)
 	var edge *edgeSettings // the built-in proxy's edge: PROXY protocol, access log, limits
-	warnACMEDriver(cfg, log)
+	// An exported ACME certificate reloads nginx or haproxy through the
+	// controller, which exists only once the driver does.
+	var refreshCtl atomic.Pointer[controller.Controller]
+	var certs *driverCerts // nginx, haproxy: label and ACME certificates
+	refreshDriver := func() {
+		if c := refreshCtl.Load(); c != nil {
+			c.Refresh()
+		}
+	}
 	switch cfg.Proxy {
 	case config.ProxyBuiltin:
 		if edge, err = newEdge(cfg, log); err != nil {
@@ -116,14 +125,30 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		defer p.Close()
 		driver, proxy, tlsProxy = p, p, p
 	case config.ProxyNginx:
-		d, side, err := newNginx(cfg, cli, log, true)
+		acmeSide, closeACME, err := newDriverACME(cfg, log, true, refreshDriver) // acme.go; nil when off
+		if err != nil {
+			return err
+		}
+		defer closeACME()
+		if certs, err = newDriverCerts(cfg, acmeSide); err != nil {
+			return err
+		}
+		d, side, err := newNginx(cfg, cli, log, true, certs)
 		if err != nil {
 			return err
 		}
 		driver, sideload, closeDriver = d, side, d.Close
 		ctlOpts.Quiet, ctlOpts.MaxWait = cfg.ReloadQuiet, cfg.ReloadMaxWait
 	case config.ProxyHAProxy:
-		d, side, err := newHAProxy(cfg, cli, log, true)
+		acmeSide, closeACME, err := newDriverACME(cfg, log, true, refreshDriver)
+		if err != nil {
+			return err
+		}
+		defer closeACME()
+		if certs, err = newDriverCerts(cfg, acmeSide); err != nil {
+			return err
+		}
+		d, side, err := newHAProxy(cfg, cli, log, true, certs)
 		if err != nil {
 			return err
 		}
@@ -164,7 +189,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	ctl := controller.New(driver,
 		discoveryOptions(cfg),
 		ctlOpts)
-	apiHandler := api.New(ctl, source, versionString(), log, view.apiOptions(source, ctl, proxy)...)
+	refreshCtl.Store(ctl)
+	apiHandler := api.New(ctl, source, versionString(), log, view.apiOptions(source, ctl, proxy, certProblems(certs, ctl))...)
 	// Every snapshot goes to the controller and, with proxy containers, to
 	// the side that configures a proxy container as soon as it appears.
 	publish := ctl.Update
@@ -281,7 +307,11 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 	quiet := slog.New(slog.DiscardHandler)
 	switch cfg.Proxy {
 	case config.ProxyNginx:
-		d, _, err := newNginx(cfg, cli, quiet, false)
+		certs, err := renderCerts(cfg)
+		if err != nil {
+			return err
+		}
+		d, _, err := newNginx(cfg, cli, quiet, false, certs)
 		if err != nil {
 			return err
 		}
@@ -292,7 +322,11 @@ func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer
 		_, err = stdout.Write(conf)
 		return err
 	case config.ProxyHAProxy:
-		d, _, err := newHAProxy(cfg, cli, quiet, false)
+		certs, err := renderCerts(cfg)
+		if err != nil {
+			return err
+		}
+		d, _, err := newHAProxy(cfg, cli, quiet, false, certs)
 		if err != nil {
 			return err
 		}

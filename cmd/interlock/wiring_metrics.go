@@ -75,7 +75,7 @@ type cheapReloadObserved struct {
 // the API's options: /metrics, the feed, reload counts and, for the
 // built-in proxy, backend health. proxy is what serves --http-addr (nil
 // for a side-loaded proxy).
-func (v *operatorView) apiOptions(source metrics.DockerSource, ctl metrics.ControllerSource, proxy http.Handler) []api.Option {
+func (v *operatorView) apiOptions(source metrics.DockerSource, ctl metrics.ControllerSource, proxy http.Handler, certs func() []builtin.CertProblem) []api.Option {
 	v.metrics.WatchDocker(source)
 	v.metrics.WatchController(ctl)
 	opts := []api.Option{
@@ -84,19 +84,26 @@ func (v *operatorView) apiOptions(source metrics.DockerSource, ctl metrics.Contr
 		api.WithReloads(v.metrics.Reloads),
 	}
 	if p, ok := proxy.(*builtin.Proxy); ok {
+		certs = p.CertProblems
+	}
+	if certs != nil {
+		v.metrics.WatchCertProblems(certs)
+		opts = append(opts, api.WithCertProblems(func() []api.CertProblem {
+			problems := certs()
+			out := make([]api.CertProblem, len(problems))
+			for i, c := range problems {
+				out[i] = api.CertProblem{Host: c.Host, Path: c.Path, Reason: c.Reason, Message: c.Message}
+			}
+			return out
+		}))
+	}
+	if p, ok := proxy.(*builtin.Proxy); ok {
 		v.metrics.WatchBuiltin(p)
 		opts = append(opts, api.WithBackendHealth(func() []api.BackendHealth {
 			stats := p.Stats()
 			out := make([]api.BackendHealth, len(stats))
 			for i, s := range stats {
 				out[i] = api.BackendHealth{Address: s.Address, Requests: s.Requests, Failures: s.Failures, InFlight: s.InFlight, Ejected: s.Ejected}
-			}
-			return out
-		}), api.WithCertProblems(func() []api.CertProblem {
-			problems := p.CertProblems()
-			out := make([]api.CertProblem, len(problems))
-			for i, c := range problems {
-				out[i] = api.CertProblem{Host: c.Host, Path: c.Path, Reason: c.Reason, Message: c.Message}
 			}
 			return out
 		}))
@@ -137,9 +144,24 @@ type reloadObserved struct {
 }
 
 func (d reloadObserved) Apply(ctx context.Context, t routing.Table) error {
+	return d.observe(func() error { return d.Driver.Apply(ctx, t) })
+}
+
+// Refresh keeps the driver's controller.Refresher visible through the
+// wrapper (both template drivers have one), and records its reload.
+func (d reloadObserved) Refresh(ctx context.Context) error {
+	r, ok := d.Driver.(controller.Refresher)
+	if !ok {
+		return nil
+	}
+	return d.observe(func() error { return r.Refresh(ctx) })
+}
+
+// observe runs an apply or refresh and records the reload it made.
+func (d reloadObserved) observe(run func() error) error {
 	r0, f0 := d.counts()
 	start := time.Now()
-	err := d.Driver.Apply(ctx, t)
+	err := run()
 	took := time.Since(start)
 	r1, f1 := d.counts()
 	switch {

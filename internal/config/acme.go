@@ -4,13 +4,17 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 )
 
-// The ACME settings of the built-in proxy (internal/acme): which hosts get
-// certificates over ACME, from which CA, stored where, validated how.
+// The ACME settings (internal/acme): which hosts get certificates over
+// ACME, from which CA, stored where, validated how, and where nginx and
+// haproxy pass the HTTP-01 challenges.
 
 // The values of Config.ACMEHosts.
 const (
@@ -34,6 +38,10 @@ const (
 	defaultACMEHosts      = ACMEOff
 	defaultACMECA         = "https://acme-v02.api.letsencrypt.org/directory"
 	defaultACMEChallenges = ACMEHTTP01 + "," + ACMETLSALPN01
+	// The responder nginx and haproxy pass HTTP-01 challenges to: beside
+	// the API (127.0.0.1:8081) on loopback, where a supervised proxy
+	// reaches it.
+	defaultACMEChallengeAddr = "127.0.0.1:8082"
 )
 
 // ACMEEnabled reports whether the built-in proxy gets certificates over
@@ -104,7 +112,16 @@ func (c Config) validateACME(add func(key string, err error)) {
 	}
 	types, err := parseACMEChallenges(c.ACMEChallenges)
 	add("acme_challenges", err)
-	if !c.ACMEEnabled() || c.Proxy != ProxyBuiltin || err != nil {
+	if !c.ACMEEnabled() || err != nil {
+		return
+	}
+	if c.Proxy != ProxyBuiltin {
+		// nginx and haproxy pass HTTP-01 challenges to Interlock; they
+		// cannot answer TLS-ALPN-01 with a challenge certificate.
+		if !slices.Contains(types, ACMEHTTP01) {
+			add("acme_challenges", fmt.Errorf("%q: the %s driver answers ACME's http-01 challenge only (tls-alpn-01 needs the built-in proxy); add http-01", c.ACMEChallenges, c.Proxy))
+		}
+		add("acme_challenge_addr", checkChallengeAddr(c.ACMEChallengeAddr))
 		return
 	}
 	// The CA connects to ports 80 and 443, which must be forwarded to the
@@ -119,6 +136,24 @@ func (c Config) validateACME(add func(key string, err error)) {
 				addr, t, map[string]string{ACMEHTTP01: "80", ACMETLSALPN01: "443"}[t]))
 		}
 	}
+}
+
+// checkChallengeAddr accepts host:port with a fixed port and a concrete
+// host, which Interlock binds and the proxy connects to.
+func checkChallengeAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port; want the address where the proxy reaches Interlock's ACME responder, such as 127.0.0.1:8082", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: want a fixed port from 1 to 65535", addr)
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		return fmt.Errorf("%q: want a host the proxy can connect to (an IP address of this machine or container, such as 127.0.0.1), not every address", addr)
+	} else if err != nil && !isHostname(host) {
+		return fmt.Errorf("%q: %q is neither an IP address nor a host name", addr, host)
+	}
+	return nil
 }
 
 // checkEmail accepts a plain address: one '@' between a non-empty local

@@ -205,6 +205,10 @@ type Config struct {
 	// ACMEChallenges lists the challenge types to use, comma-separated:
 	// "http-01", "tls-alpn-01". Default both.
 	ACMEChallenges string
+	// ACMEChallengeAddr is where Interlock answers the HTTP-01 challenges
+	// nginx and haproxy pass on (host:port, a concrete host both bind and
+	// reach). Default "127.0.0.1:8082".
+	ACMEChallengeAddr string
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -300,6 +304,8 @@ func Default() Config {
 		ACMEHosts:      defaultACMEHosts,
 		ACMECA:         defaultACMECA,
 		ACMEChallenges: defaultACMEChallenges,
+
+		ACMEChallengeAddr: defaultACMEChallengeAddr,
 	}
 }
 

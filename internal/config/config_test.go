@@ -179,7 +179,9 @@ func fullWant() Config {
 		ACMECA:         "https://acme-staging-v02.api.letsencrypt.org/directory",
 		ACMECARoot:     filepath.Join("testdata", "certs", "ca.pem"),
 		ACMEStorage:    "/srv/interlock/acme",
-		ACMEChallenges: ACMETLSALPN01,
+		ACMEChallenges: ACMEHTTP01,
+
+		ACMEChallengeAddr: "10.0.0.5:8082",
 	}
 }
 
@@ -524,6 +526,10 @@ func TestPrecedence(t *testing.T) {
 		{
 			key: "acme_challenges", file: `"http-01"`, env: "tls-alpn-01", flag: "tls-alpn-01,http-01",
 			want: [...]string{"http-01,tls-alpn-01", "http-01", "", "tls-alpn-01", "tls-alpn-01,http-01"},
+		},
+		{
+			key: "acme_challenge_addr", file: `"10.0.0.1:8082"`, env: "10.0.0.3:8082", flag: "10.0.0.4:8082",
+			want: [...]string{"127.0.0.1:8082", "10.0.0.1:8082", "", "10.0.0.3:8082", "10.0.0.4:8082"},
 		},
 	}
 	covered := map[string]bool{}

@@ -97,6 +97,9 @@ func TestBadConfigs(t *testing.T) {
 		{file: "acme_ca_http.toml", want: []string{"acme_ca in ", `"http://acme.example.com/directory" is not an https:// URL`}},
 		{file: "acme_challenges.toml", want: []string{"acme_challenges in ", `unknown challenge type "dns-01"`, "dns-01 is not supported"}},
 		{file: "acme_challenges_twice.toml", want: []string{"acme_challenges in ", "names http-01 twice"}},
+		{file: "acme_challenges_nginx.toml", want: []string{"acme_challenges in ", "the nginx driver answers ACME's http-01 challenge only", "add http-01"}},
+		{file: "acme_challenge_addr_any.toml", want: []string{"acme_challenge_addr in ", `"0.0.0.0:8082": want a host the proxy can connect to`}},
+		{file: "acme_challenge_addr_noport.toml", want: []string{"acme_challenge_addr in ", `"localhost" is not host:port`}},
 		{file: "acme_ca_root_not_pem.toml", want: []string{"acme_ca_root in ", bad("acme_ca_root_not_pem.toml") + " holds no PEM certificate"}},
 		{file: "acme_port_zero.toml", want: []string{"http_addr in ", `"127.0.0.1:0": ACME's http-01 challenge needs a fixed port, forwarded from port 80`}},
 		{file: "acme_https_port_zero.toml", want: []string{"https_addr in ", `":0": ACME's tls-alpn-01 challenge needs a fixed port, forwarded from port 443`}},
@@ -220,8 +223,14 @@ func TestGoodValues(t *testing.T) {
 		{name: "acme all, http-01 only, any https port", change: func(c *Config) {
 			c.ACMEHosts, c.ACMEChallenges, c.HTTPSAddr = ACMEAll, " http-01 ", "127.0.0.1:0"
 		}},
-		{name: "acme settings mean nothing to nginx", change: func(c *Config) {
+		{name: "acme with nginx: http-01 passed to the responder", change: func(c *Config) {
 			c.Proxy, c.ACMEHosts, c.HTTPAddr = ProxyNginx, ACMEAll, ":80"
+		}},
+		{name: "acme with haproxy: responder on a container address", change: func(c *Config) {
+			c.Proxy, c.ACMEHosts, c.ACMEChallenges, c.ACMEChallengeAddr = ProxyHAProxy, ACMELabelled, "http-01", "172.18.0.5:8082"
+		}},
+		{name: "acme challenge address means nothing to builtin", change: func(c *Config) {
+			c.ACMEHosts, c.ACMEChallengeAddr = ACMEAll, ""
 		}},
 		{name: "haproxy without stats page", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "" }},
 		{name: "haproxy stats on another loopback address", change: func(c *Config) { c.Proxy, c.StatsAddr = ProxyHAProxy, "127.0.0.2:8404" }},

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
 
@@ -116,13 +117,16 @@ var (
 	backendInFlight = desc("builtin", "backend_in_flight_requests", "Requests and upgraded tunnels open to a backend now.", "backend")
 	backendEjected  = desc("builtin", "backend_ejected", "1 while a backend is passively ejected after a connect failure.", "backend")
 	builtinErrors   = desc("builtin", "errors_total", "Answers the built-in proxy gave itself, by kind: no_route (404), no_live_backend (503), backend_unavailable (502), client_canceled.", "kind")
-	certProblems    = desc("builtin", "certificate_problems", "1 for each host whose certificate cannot be served (it gets the default certificate), by reason: missing, unreadable, not_pem, invalid, key_mismatch, expired, not_yet_valid, name_mismatch, outside_cert_dir.", "host", "reason")
 )
+
+// certProblems is every driver's: the built-in proxy's own checks, or the
+// same checks for the files nginx and haproxy are given.
+var certProblems = desc("", "certificate_problems", "1 for each host whose certificate cannot be served (it gets the default certificate), by reason: missing, unreadable, not_pem, invalid, key_mismatch, expired, not_yet_valid, name_mismatch, outside_cert_dir, acme_off, acme_failed.", "host", "reason")
 
 type builtinCollector struct{ src BuiltinSource }
 
 func (c builtinCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{backendRequests, backendFailures, backendInFlight, backendEjected, builtinErrors, certProblems} {
+	for _, d := range []*prometheus.Desc{backendRequests, backendFailures, backendInFlight, backendEjected, builtinErrors} {
 		ch <- d
 	}
 }
@@ -143,10 +147,17 @@ func (c builtinCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(builtinErrors, prometheus.CounterValue, float64(n), kind)
 	}
+}
+
+type certCollector struct{ problems func() []builtin.CertProblem }
+
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- certProblems }
+
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	// One series per host and reason: a host with several problems (its
 	// certificate misses one alias, and so on) is counted once per reason.
 	seen := map[[2]string]bool{}
-	for _, p := range c.src.CertProblems() {
+	for _, p := range c.problems() {
 		k := [2]string{p.Host, p.Reason}
 		if !seen[k] {
 			seen[k] = true

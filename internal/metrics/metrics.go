@@ -182,6 +182,12 @@ func (m *Metrics) WatchController(c ControllerSource) {
 // counters, read at every scrape.
 func (m *Metrics) WatchBuiltin(p BuiltinSource) { m.reg.MustRegister(builtinCollector{p}) }
 
+// WatchCertProblems exports the hosts whose certificate is not served,
+// read at every scrape: the built-in proxy's, or nginx's and haproxy's.
+func (m *Metrics) WatchCertProblems(problems func() []builtin.CertProblem) {
+	m.reg.MustRegister(certCollector{problems})
+}
+
 // Requests is the hook for builtin.Options.Requests.
 func (m *Metrics) Requests() builtin.RequestMetrics { return m.requests }
 
@@ -196,7 +202,6 @@ type ControllerSource interface{ Status() controller.Status }
 type BuiltinSource interface {
 	Stats() []builtin.BackendStats
 	Errors() builtin.ErrorStats
-	CertProblems() []builtin.CertProblem
 }
 
 var _ controller.Observer = (*Metrics)(nil)

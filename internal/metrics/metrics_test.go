@@ -34,12 +34,10 @@ func (f fakeController) Status() controller.Status { return f.st }
 type fakeBuiltin struct {
 	stats []builtin.BackendStats
 	errs  builtin.ErrorStats
-	certs []builtin.CertProblem
 }
 
-func (f fakeBuiltin) Stats() []builtin.BackendStats       { return f.stats }
-func (f fakeBuiltin) Errors() builtin.ErrorStats          { return f.errs }
-func (f fakeBuiltin) CertProblems() []builtin.CertProblem { return f.certs }
+func (f fakeBuiltin) Stats() []builtin.BackendStats { return f.stats }
+func (f fakeBuiltin) Errors() builtin.ErrorStats    { return f.errs }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -187,11 +185,6 @@ func TestBuiltinCollector(t *testing.T) {
 			{Address: "127.0.0.1:2", Requests: 1, Failures: 1, Ejected: true},
 		},
 		errs: builtin.ErrorStats{NoRoute: 4, NoLiveBackend: 3, BackendUnavailable: 2, ClientCanceled: 1},
-		certs: []builtin.CertProblem{
-			{Host: "a.example", Path: "a/cert.pem", Reason: builtin.CertNameMismatch},
-			{Host: "a.example", Path: "a/other.pem", Reason: builtin.CertNameMismatch},
-			{Host: "b.example", Path: "b/cert.pem", Reason: builtin.CertExpired},
-		},
 	}}
 	want := `
 # HELP interlock_builtin_backend_ejected 1 while a backend is passively ejected after a connect failure.
@@ -210,16 +203,33 @@ interlock_builtin_backend_in_flight_requests{backend="127.0.0.1:2"} 0
 # TYPE interlock_builtin_backend_requests_total counter
 interlock_builtin_backend_requests_total{backend="127.0.0.1:1"} 10
 interlock_builtin_backend_requests_total{backend="127.0.0.1:2"} 1
-# HELP interlock_builtin_certificate_problems 1 for each host whose certificate cannot be served (it gets the default certificate), by reason: missing, unreadable, not_pem, invalid, key_mismatch, expired, not_yet_valid, name_mismatch, outside_cert_dir.
-# TYPE interlock_builtin_certificate_problems gauge
-interlock_builtin_certificate_problems{host="a.example",reason="name_mismatch"} 1
-interlock_builtin_certificate_problems{host="b.example",reason="expired"} 1
 # HELP interlock_builtin_errors_total Answers the built-in proxy gave itself, by kind: no_route (404), no_live_backend (503), backend_unavailable (502), client_canceled.
 # TYPE interlock_builtin_errors_total counter
 interlock_builtin_errors_total{kind="backend_unavailable"} 2
 interlock_builtin_errors_total{kind="client_canceled"} 1
 interlock_builtin_errors_total{kind="no_live_backend"} 3
 interlock_builtin_errors_total{kind="no_route"} 4
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCertCollector(t *testing.T) {
+	c := certCollector{func() []builtin.CertProblem {
+		return []builtin.CertProblem{
+			{Host: "a.example", Path: "a/cert.pem", Reason: builtin.CertNameMismatch},
+			{Host: "a.example", Path: "a/other.pem", Reason: builtin.CertNameMismatch},
+			{Host: "b.example", Path: "b/cert.pem", Reason: builtin.CertExpired},
+			{Host: "c.example", Path: "c.example", Reason: builtin.CertACMEFailed},
+		}
+	}}
+	want := `
+# HELP interlock_certificate_problems 1 for each host whose certificate cannot be served (it gets the default certificate), by reason: missing, unreadable, not_pem, invalid, key_mismatch, expired, not_yet_valid, name_mismatch, outside_cert_dir, acme_off, acme_failed.
+# TYPE interlock_certificate_problems gauge
+interlock_certificate_problems{host="a.example",reason="name_mismatch"} 1
+interlock_certificate_problems{host="b.example",reason="expired"} 1
+interlock_certificate_problems{host="c.example",reason="acme_failed"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)

@@ -75,11 +75,33 @@ type Options struct {
 	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
 	// and limits (README.md, "Edge"); the zero value renders none.
 	Edge Edge
+	// CertCheck judges a table's label certificates (Settings.CertCheck):
+	// a host whose certificate cannot be served gets the default one, as
+	// in the built-in proxy. Nil checks only that the files are readable.
+	CertCheck func(t routing.Table) map[string]string
+	// ACME supplies ACME hosts' certificates as files (routing.TLS.ACME);
+	// nil serves those hosts the default certificate.
+	ACME ACMECertificates
+	// ACMEChallenge is the host:port of Interlock's HTTP-01 responder,
+	// where ACME hosts' /.well-known/acme-challenge/ requests go; ""
+	// passes none.
+	ACMEChallenge string
 	// Stdout receives a supervised HAProxy's standard output when
 	// Edge.AccessLog is "-" (log stdout: the access log); otherwise it
 	// goes to the log with HAProxy's stderr, as before. Default os.Stdout.
 	Stdout io.Writer
 	Logger *slog.Logger
+}
+
+// ACMECertificates is the ACME side (internal/acme, wired up by
+// cmd/interlock), declared here in plain types so that this driver never
+// imports it.
+type ACMECertificates interface {
+	// Sync is handed the names of the ACME hosts of every table applied.
+	Sync(names []string)
+	// File returns name's certificate (chain and key in one PEM file, as
+	// HAProxy sees the path), "" while there is none.
+	File(name string) string
 }
 
 // Stats are the driver's counters since it was created.
@@ -134,7 +156,9 @@ type Driver struct {
 	mu sync.Mutex
 	// live is what HAProxy serves now; nil until the first successful
 	// apply, and reset when a reload fails.
-	live     *live
+	live *live
+	// table is the table live now, for Refresh.
+	table    routing.Table
 	draining map[serverKey]*drain
 	// known are the instances (by id) that served at the last reload;
 	// one that is new takes a reload before any Runtime API change.
@@ -210,8 +234,13 @@ func New(opts Options) (*Driver, error) {
 			CertDir: opts.CertDir, Profile: opts.Profile,
 			DefaultCert: filepath.Join(opts.StateDir, defaultCertName), BundleDir: filepath.Join(opts.StateDir, "certs"),
 			HardStopAfter: opts.DrainTimeout, CertMissing: unreadable, Edge: opts.Edge,
+			ACMEChallenge: opts.ACMEChallenge,
 		},
 	}
+	if opts.ACME != nil {
+		d.settings.ACMECert = opts.ACME.File
+	}
+	d.settings.CertCheck = opts.CertCheck
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -314,7 +343,44 @@ func (d *Driver) Render(t routing.Table) ([]byte, View, error) {
 // normalized.
 func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
 	d.mu.Lock()
+	err := d.apply(ctx, t)
+	if err == nil {
+		d.table = t
+	}
+	d.mu.Unlock()
+	if err == nil && d.opts.ACME != nil {
+		// Only now does HAProxy pass the new names' HTTP-01 challenges on.
+		d.opts.ACME.Sync(t.ACMENames())
+	}
+	return err
+}
+
+// Refresh implements controller.Refresher: the live table's file is
+// rendered again and HAProxy reloaded, so it reads the certificates the
+// file names anew (an ACME certificate issued or renewed, a certificate
+// file rotated): the certificate bundles are rewritten from their sources
+// first. Before the first Apply, or while HAProxy does not run, it does
+// nothing: the next Apply reloads anyway.
+func (d *Driver) Refresh(ctx context.Context) error {
+	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed || d.live == nil || !d.run.running() {
+		return nil
+	}
+	t := d.table
+	conf, view, err := d.Render(t)
+	if err != nil {
+		return d.fail(err)
+	}
+	if err := d.reload(ctx, conf, view, t.Hash(), tableShape(t)); err != nil {
+		return d.fail(err)
+	}
+	d.succeed(view, conf)
+	return nil
+}
+
+// apply is Apply, with d.mu held.
+func (d *Driver) apply(ctx context.Context, t routing.Table) error {
 	d.stats.Applies++
 	if d.closed {
 		return d.fail(errors.New("haproxy: driver is closed"))

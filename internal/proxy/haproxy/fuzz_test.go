@@ -220,6 +220,14 @@ func checkStructure(conf []byte, v View) error {
 			case len(words) == 20 && words[2] == "if" && words[4] == "{" && words[10] == "}" && words[11] == "||" && words[13] == "{" && words[19] == "}":
 			// the default host's path rules, without its ACL
 			case len(words) == 18 && words[2] == "if" && words[3] == "{" && words[9] == "}" && words[10] == "||" && words[11] == "{" && words[17] == "}":
+			// ACME challenges: use_backend interlock_acme_challenge if { path_beg P } { var(txn.host) -m str -- NAME... }
+			case len(words) >= 13 && words[1] == "interlock_acme_challenge" && words[3] == "{" && words[4] == "path_beg" &&
+				words[5] == "/.well-known/acme-challenge/" && words[6] == "}" && words[7] == "{" && words[8] == "var(txn.host)" && words[11] == "--" && words[len(words)-1] == "}":
+				for _, h := range words[12 : len(words)-1] {
+					if !isHostname(h) {
+						return fmt.Errorf("line %d: acme challenge host %q, not a host name", n, h)
+					}
+				}
 			case len(words) >= 9 && words[3] == "{" && words[4] == "req.ssl_sni,lower" && words[len(words)-1] == "}":
 				for _, h := range words[8 : len(words)-1] {
 					if !isHostname(h) {
@@ -314,6 +322,9 @@ func checkStructure(conf []byte, v View) error {
 	}
 	if v.Stats != nil {
 		want++
+	}
+	if v.ACMEChallenge != nil {
+		want++ // interlock_acme_challenge
 	}
 	if sections != want {
 		return fmt.Errorf("%d frontend and backend sections, want %d", sections, want)

@@ -115,6 +115,28 @@ func goldenCases(t testing.TB) []goldenCase {
 			routing.Host{Name: "plain.example.com", Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}})},
 		{name: "ssl_cert_missing", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{CertFile: "missing/cert.pem", KeyFile: "missing/key.pem"},
 			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
+		// ACME hosts: each name's exported file once issued (HAProxy picks
+		// it by SNI), the default certificate until then; HTTP-01
+		// challenges to Interlock before the ssl_only redirect.
+		{name: "acme", table: table(
+			routing.Host{Name: "app.example.com", Aliases: []string{"www.app.example.com", "pending.example.com"}, TLS: &routing.TLS{ACME: true, Only: true},
+				Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}},
+			routing.Host{Name: "api.example.com", TLS: &routing.TLS{ACME: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32769")}}},
+			routing.Host{Name: "a.example.com", TLS: &routing.TLS{CertFile: "a/cert.pem", KeyFile: "a/key.pem"}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32770")}}}),
+			settings: func(s *Settings) {
+				s.ACMEChallenge = "127.0.0.1:8082"
+				s.ACMECert = func(name string) string {
+					if name == "pending.example.com" {
+						return ""
+					}
+					return filepath.Join(s.CertDir, "acme", name+".pem")
+				}
+			}},
+		{name: "acme_no_challenge", table: table(
+			routing.Host{Name: "app.example.com", TLS: &routing.TLS{ACME: true, Only: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}}),
+			settings: func(s *Settings) {
+				s.ACMECert = func(name string) string { return filepath.Join(s.CertDir, "acme", name+".pem") }
+			}},
 		{name: "ssl_only", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{Only: true},
 			Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32768")}}})},
 		{name: "ssl_only_port_443", table: table(routing.Host{Name: "web.example.com", TLS: &routing.TLS{Only: true},
@@ -240,7 +262,7 @@ func renderCase(t *testing.T, c goldenCase, s Settings) ([]byte, View) {
 }
 
 func TestGolden(t *testing.T) {
-	for _, c := range goldenCases(t) {
+	for _, c := range append(goldenCases(t), routeLimitGoldenCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			conf, _ := renderCase(t, c, goldenSettings("/var/lib/interlock"))
 			again, _ := renderCase(t, c, goldenSettings("/var/lib/interlock"))
@@ -282,6 +304,8 @@ func TestGoldenValid(t *testing.T) {
 	for p, data := range map[string][]byte{
 		"certs/a/cert.pem": cert, "certs/a/key.pem": key, "certs/b.pem": append(cert, key...),
 		"certs/named/cert.pem": cert, "certs/named/key.pem": key,
+		"certs/acme/app.example.com.pem": append(cert, key...), "certs/acme/www.app.example.com.pem": append(cert, key...),
+		"certs/acme/api.example.com.pem": append(cert, key...),
 	} {
 		_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o700)
 		if err := os.WriteFile(filepath.Join(dir, p), data, 0o600); err != nil {
@@ -291,7 +315,7 @@ func TestGoldenValid(t *testing.T) {
 	if err := ensureDefaultCert(filepath.Join(dir, "state", defaultCertName)); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range goldenCases(t) {
+	for _, c := range append(goldenCases(t), routeLimitGoldenCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			conf, v := renderCase(t, c, goldenSettings(dir))

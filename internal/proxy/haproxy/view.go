@@ -68,6 +68,18 @@ type View struct {
 	// (Settings.Edge): PROXY protocol, forwarded headers, access log,
 	// timeouts, header and body limits.
 	Edge EdgeView
+	// ACMEChallenge passes the HTTP-01 challenges of ACME hosts to
+	// Interlock; nil when there is none or no address is configured.
+	ACMEChallenge *ACMEChallenge
+}
+
+// ACMEChallenge is the http frontend's rule for ACME HTTP-01 challenges
+// (/.well-known/acme-challenge/ on an ACME host's names): they go to the
+// backend interlock_acme_challenge, whose one server is Addr (Interlock's
+// responder), before any other rule, ssl_only redirects included.
+type ACMEChallenge struct {
+	Addr  string
+	Names []string
 }
 
 // Passthrough is the tcp frontend https_sni on the HTTPS address: it reads
@@ -277,6 +289,13 @@ type Backend struct {
 	// untouched, with a one-hour idle timeout (timeout tunnel 1h); a health
 	// check speaks TLS (check-ssl).
 	Passthrough bool
+	// Timeouts are the route's own timeout connect and timeout server
+	// (routing.Limits, route_limits.go), nil to keep the defaults'.
+	Timeouts *BackendTimeouts
+	// MaxBodyBytes is the body limit of an HTTP backend: the route's own,
+	// else Edge.MaxBodyBytes; past it (by the announced length) a 413. 0:
+	// none.
+	MaxBodyBytes int64
 }
 
 // Cookie is a backend's sticky session cookie, in HAProxy's insert mode:
@@ -370,10 +389,17 @@ type Settings struct {
 	// BackendCA verifies backends over TLS; default
 	// /etc/ssl/certs/ca-certificates.crt.
 	BackendCA string
-	// CertMissing, when set, reports whether a certificate file (absolute
-	// path) cannot be read; such a host is served over plain HTTP only and
-	// listed in View.Skipped, rather than failing the whole file.
+	// CertCheck, when set, judges the label certificates (TLS.CertFile
+	// and KeyFile) of a table's hosts: why each host whose certificate
+	// cannot be served is refused, by primary name. Such a host gets the
+	// default certificate and is listed in View.Skipped, rather than
+	// failing the whole file. Without it, CertMissing, when set, reports
+	// whether a certificate file (absolute path) cannot be read, with the
+	// same effect.
+	CertCheck   func(t routing.Table) map[string]string
 	CertMissing func(path string) bool
+	// certWhy is CertCheck's verdict on the table being viewed.
+	certWhy map[string]string
 	// TLSSocket is the unix socket the https frontend binds behind the SNI
 	// frontend when some host passes TLS through; "" leaves passthrough
 	// out (reported in View.Skipped; plain HTTP to such a host is still
@@ -382,6 +408,13 @@ type Settings struct {
 	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
 	// and limits; the zero value renders none of them (View.Edge).
 	Edge Edge
+	// ACMECert, when set, returns the file (certificate chain and key) of
+	// an ACME name's certificate, "" while there is none; such names get
+	// the default certificate.
+	ACMECert func(name string) string
+	// ACMEChallenge is the host:port ACME hosts' HTTP-01 challenges are
+	// passed to (Interlock's responder); "" passes none.
+	ACMEChallenge string
 }
 
 const (
@@ -439,6 +472,9 @@ func NewView(t routing.Table, s Settings) (View, error) {
 	if v.TLS, err = tlsView(s); err != nil {
 		return View{}, err
 	}
+	if s.CertCheck != nil {
+		s.certWhy = s.CertCheck(t)
+	}
 	seen := map[string]string{}
 	bundles := map[string]Cert{}
 	dflt := -1 // index of the default host in v.Hosts
@@ -451,6 +487,9 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		}
 		if len(h.Routes) > 0 && h.Routes[0].Protocol == routing.TCP {
 			th, be, skips, err := tcpHost(h, v.TCP != nil)
+			if err == nil && be != nil {
+				err = applyLimits(be, h.Routes[0], s.Edge, true)
+			}
 			if err != nil {
 				return View{}, err
 			}
@@ -488,6 +527,12 @@ func NewView(t routing.Table, s Settings) (View, error) {
 		if host.TLS || host.Passthrough && len(bes) > 0 {
 			v.TLS.Enabled = true
 		}
+		if host.TLS && h.UsesACME() && s.ACMEChallenge != "" {
+			if v.ACMEChallenge == nil {
+				v.ACMEChallenge = &ACMEChallenge{Addr: s.ACMEChallenge}
+			}
+			v.ACMEChallenge.Names = append(v.ACMEChallenge.Names, host.Names...)
+		}
 		v.HTTPSRedirect = v.HTTPSRedirect || host.Redirect
 		if h.Default {
 			if dflt >= 0 {
@@ -504,6 +549,17 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			v.HTTPSDefault = fallback(v.Hosts, dflt, true)
 		}
 		v.HTTPSRedirect = v.HTTPSRedirect || v.HTTPDefault.Redirect
+	}
+	if v.ACMEChallenge != nil {
+		l, err := listen(v.ACMEChallenge.Addr)
+		if err == nil && strings.HasPrefix(l.Addr, ":") {
+			err = fmt.Errorf("%q has no host to connect to", v.ACMEChallenge.Addr)
+		}
+		if err != nil {
+			return View{}, fmt.Errorf("ACME challenge address: %w", err)
+		}
+		v.ACMEChallenge.Addr = l.Addr
+		slices.Sort(v.ACMEChallenge.Names)
 	}
 	if s.DefaultCert != "" {
 		v.TLS.Certs = append(v.TLS.Certs, Cert{Path: s.DefaultCert})
@@ -679,6 +735,9 @@ func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (H
 			return host, nil, skips, nil
 		}
 		be, skip, err := passthroughBackend(h.Name, r)
+		if err == nil {
+			err = applyLimits(&be, r, s.Edge, true)
+		}
 		if err != nil {
 			return Host{}, nil, nil, err
 		}
@@ -694,9 +753,17 @@ func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (H
 		}
 		if skip != "" {
 			skips = append(skips, Skip{Host: h.Name, Reason: skip})
-		} else {
-			host.TLS, host.Redirect = true, h.TLS.Only
-			bundles[c.Path] = c
+		}
+		host.TLS, host.Redirect = true, h.TLS.Only
+		bundles[c.Path] = c
+		// An ACME name's own certificate, once issued: HAProxy picks it by
+		// SNI among the bind's, the default for the others.
+		if h.UsesACME() && s.ACMECert != nil {
+			for _, n := range host.Names {
+				if f := s.ACMECert(n); f != "" {
+					bundles[f] = Cert{Path: f}
+				}
+			}
 		}
 	}
 	var bes []Backend
@@ -710,10 +777,8 @@ func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (H
 				return Host{}, nil, nil, fmt.Errorf("host %s route %s: %q cannot be the access log's route", h.Name, r.Path, be.LogRoute)
 			}
 		}
-		if s.Edge.BackendIdleTimeout > 0 {
-			// The same words reach servers added over the Runtime API.
-			purge, _ := ms(s.Edge.BackendIdleTimeout)
-			be.ServerOptions = append(be.ServerOptions, "pool-purge-delay", purge)
+		if err := applyLimits(&be, r, s.Edge, false); err != nil {
+			return Host{}, nil, nil, err
 		}
 		rule := Rule{Route: r.Path, Backend: be.Name, All: r.Path == "/"}
 		if !rule.All {
@@ -726,8 +791,8 @@ func httpHost(h routing.Host, s Settings, ca string, bundles map[string]Cert) (H
 	return host, bes, skips, nil
 }
 
-// hostCert returns a TLS host's certificate bundle, or why the host is
-// served over plain HTTP only.
+// hostCert returns a TLS host's certificate bundle and, when its label
+// certificate cannot be served, why: the bundle is then the default one.
 func hostCert(h routing.Host, s Settings) (Cert, string, error) {
 	if h.TLS.CertFile == "" && h.TLS.KeyFile == "" {
 		if s.DefaultCert == "" {
@@ -744,8 +809,19 @@ func hostCert(h routing.Host, s Settings) (Cert, string, error) {
 		return Cert{}, "", fmt.Errorf("host %s names certificate %s, but no certificate directory is configured", h.Name, h.TLS.CertFile)
 	}
 	cert, key := filepath.Join(s.CertDir, h.TLS.CertFile), filepath.Join(s.CertDir, h.TLS.KeyFile)
-	if s.CertMissing != nil && (s.CertMissing(cert) || s.CertMissing(key)) {
-		return Cert{}, fmt.Sprintf("certificate %s or key %s cannot be read; the host is served over plain HTTP only", cert, key), nil
+	why := ""
+	switch {
+	case s.CertCheck != nil:
+		why = s.certWhy[h.Name]
+	case s.CertMissing != nil && (s.CertMissing(cert) || s.CertMissing(key)):
+		why = fmt.Sprintf("certificate %s or key %s cannot be read", cert, key)
+	}
+	if why != "" && s.DefaultCert != "" {
+		// As the built-in proxy: the default certificate, reported.
+		return Cert{Path: s.DefaultCert}, why + "; the host gets the default certificate", nil
+	}
+	if why != "" {
+		return Cert{}, "", fmt.Errorf("host %s: %s, and no default certificate is configured", h.Name, why)
 	}
 	if cert == key {
 		return Cert{Path: cert}, "", nil

@@ -55,6 +55,17 @@ type Containers interface {
 	Reload(ctx context.Context, files map[string][]byte) error
 }
 
+// ACMECertificates is the ACME side (internal/acme, wired up by
+// cmd/interlock), declared here in plain types so that this driver never
+// imports it.
+type ACMECertificates interface {
+	// Sync is handed the names of the ACME hosts of every table applied.
+	Sync(names []string)
+	// File returns name's certificate (chain and key in one PEM file, as
+	// nginx sees the path), "" while there is none.
+	File(name string) string
+}
+
 // Options configure a Driver. Zero values take the documented defaults.
 type Options struct {
 	// Template is the parsed template; nil means the built-in one.
@@ -92,6 +103,18 @@ type Options struct {
 	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
 	// and limits (README.md, "Edge"); the zero value renders none.
 	Edge Edge
+	// CertCheck judges a table's label certificates (Settings.CertCheck):
+	// a host whose certificate cannot be served gets the default one, as
+	// in the built-in proxy. Nil checks only that the files are readable.
+	CertCheck func(t routing.Table) map[string]string
+	// ACME supplies ACME hosts' certificates as files (routing.TLS.ACME);
+	// nil serves those hosts the default certificate. Not with Copy: the
+	// files would have to be copied into the containers too.
+	ACME ACMECertificates
+	// ACMEChallenge is the host:port of Interlock's HTTP-01 responder,
+	// where ACME hosts' /.well-known/acme-challenge/ requests are passed;
+	// "" passes none.
+	ACMEChallenge string
 	// Stdout receives a supervised nginx's standard output when
 	// Edge.AccessLog is "-" (the access log); otherwise it goes to the log
 	// with nginx's stderr, as before. Default os.Stdout.
@@ -144,8 +167,10 @@ type Driver struct {
 	prepareOnce sync.Mutex
 	prepared    bool
 
-	mu    sync.Mutex
-	live  []byte
+	mu   sync.Mutex
+	live []byte
+	// table is the table live now, for Refresh.
+	table routing.Table
 	stats Stats
 }
 
@@ -196,7 +221,17 @@ func New(opts Options) (*Driver, error) {
 		HTTPAddr: opts.HTTPAddr, HTTPSAddr: opts.HTTPSAddr, CertDir: opts.CertDir, Profile: opts.Profile,
 		DefaultCert: filepath.Join(opts.StateDir, defaultCertName), DefaultKey: filepath.Join(opts.StateDir, defaultKeyName),
 		CertMissing: unreadable, StreamModule: opts.StreamModule, ModuleMissing: unreadable, SocketDir: opts.StateDir,
-		Edge: opts.Edge,
+		Edge: opts.Edge, ACMEChallenge: opts.ACMEChallenge,
+	}
+	if opts.ACME != nil && opts.Mode == Copy {
+		opts.Logger.Warn("nginx: ACME certificates are not delivered in mode copy (only the configuration is copied into the containers); ACME hosts get the default certificate. Share the state directory (mode volume) instead")
+		opts.ACME, d.opts.ACME = nil, nil
+	}
+	if opts.ACME != nil {
+		s.ACMECert = opts.ACME.File
+	}
+	if opts.Mode != Copy {
+		s.CertCheck = opts.CertCheck // in mode copy the certificate directory is the containers'
 	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
@@ -281,12 +316,38 @@ func (d *Driver) Render(t routing.Table) ([]byte, []Skip, error) {
 // live file, nothing; else validate the candidate and only then swap it in
 // and reload. On any failure the previous configuration keeps serving.
 func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
+	err := d.apply(ctx, t, false)
+	if err == nil && d.opts.ACME != nil {
+		// Only now does nginx pass the new names' HTTP-01 challenges on.
+		d.opts.ACME.Sync(t.ACMENames())
+	}
+	return err
+}
+
+// Refresh implements controller.Refresher: the live table's file is
+// rendered, validated and reloaded again, even when its bytes are the
+// same, so nginx reads the certificates it names anew (an ACME
+// certificate issued or renewed, a certificate file rotated). Before the
+// first Apply it does nothing.
+func (d *Driver) Refresh(ctx context.Context) error {
+	d.mu.Lock()
+	t, live := d.table, d.live != nil
+	d.mu.Unlock()
+	if !live {
+		return nil
+	}
+	return d.apply(ctx, t, true)
+}
+
+// apply is Apply; force reloads even an unchanged file.
+func (d *Driver) apply(ctx context.Context, t routing.Table, force bool) error {
 	conf, skips, err := d.Render(t)
 	d.mu.Lock()
 	d.stats.Applies++
-	same := err == nil && d.live != nil && bytes.Equal(conf, d.live)
+	same := err == nil && d.live != nil && bytes.Equal(conf, d.live) && !force
 	if same {
 		d.stats.Unchanged++
+		d.table = t
 	}
 	d.mu.Unlock()
 	if same {
@@ -310,7 +371,7 @@ func (d *Driver) Apply(ctx context.Context, t routing.Table) error {
 			d.log.Warn("nginx: left out of the configuration", "host", s.Host, "path", s.Path, "reason", s.Reason)
 		}
 	}
-	d.live = conf
+	d.live, d.table = conf, t
 	d.stats.Reloads++
 	d.log.Debug("nginx reloaded", "mode", string(d.opts.Mode), "reloads", d.stats.Reloads, "bytes", len(conf))
 	d.stats.LastError = ""

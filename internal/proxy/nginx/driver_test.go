@@ -270,7 +270,11 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, b := range map[string][]byte{"secure/cert.pem": cert, "secure/key.pem": key} {
+	files := map[string][]byte{"secure/cert.pem": cert, "secure/key.pem": key}
+	for _, name := range []string{"app.example.com", "www.app.example.com", "api.example.com"} {
+		files["acme-"+name+".pem"] = append(append([]byte{}, cert...), key...) // the ACME export's one-file form
+	}
+	for p, b := range files {
 		if err := os.WriteFile(filepath.Join(certDir, p), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +286,7 @@ func TestGoldenCasesPassNginx(t *testing.T) {
 	if err := ensureDefaultCert(state); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range goldenCases() {
+	for _, tc := range append(goldenCases(), routeLimitGoldenCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := goldenSettings()
 			s.HTTPAddr, s.HTTPSAddr = "127.0.0.1:8080", "127.0.0.1:8443"

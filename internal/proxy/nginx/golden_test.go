@@ -174,6 +174,30 @@ func goldenCases() []goldenCase {
 				s.Edge = Edge{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
 					AccessLog: AccessLogStdout, AccessLogFormat: AccessLogJSON, ClientIdleTimeout: 1500 * time.Millisecond}
 			}},
+		// ACME hosts (routing.TLS.ACME): each name's own certificate file
+		// once issued (one file, chain and key), the default one until
+		// then; HTTP-01 challenges passed to Interlock before the ssl_only
+		// redirect.
+		{name: "acme", table: table(
+			withTLS(routing.Host{Name: "app.example.com", Aliases: []string{"www.app.example.com", "pending.example.com"},
+				Routes: []routing.Route{route("/", "127.0.0.1:1")}}, routing.TLS{ACME: true, Only: true}),
+			withTLS(host("api.example.com", route("/", "127.0.0.1:2"), route("/v1", "127.0.0.1:3")), routing.TLS{ACME: true}),
+			withTLS(host("secure.example.com", route("/", "127.0.0.1:4")), routing.TLS{})),
+			settings: func(s *Settings) {
+				s.ACMEChallenge = "127.0.0.1:8082"
+				s.ACMECert = func(name string) string {
+					if name == "app.example.com" || name == "www.app.example.com" || name == "api.example.com" {
+						return filepath.Join(s.CertDir, "acme-"+name+".pem")
+					}
+					return ""
+				}
+			}},
+		// Without a challenge address, no challenge location.
+		{name: "acme_no_challenge", table: table(
+			withTLS(host("app.example.com", route("/", "127.0.0.1:1")), routing.TLS{ACME: true, Only: true})),
+			settings: func(s *Settings) {
+				s.ACMECert = func(name string) string { return filepath.Join(s.CertDir, "acme-"+name+".pem") }
+			}},
 		{name: "ssl_passthrough_module_missing", table: table(
 			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true}),
 			host("plain.example.com", route("/", "127.0.0.1:2"))),
@@ -223,7 +247,7 @@ func renderCase(t *testing.T, tc goldenCase, s Settings) []byte {
 // TestGolden compares every label feature's rendering with
 // testdata/NAME.golden; go test -run TestGolden -update rewrites them.
 func TestGolden(t *testing.T) {
-	for _, tc := range goldenCases() {
+	for _, tc := range append(goldenCases(), routeLimitGoldenCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := renderCase(t, tc, goldenSettings())
 			if again := renderCase(t, tc, goldenSettings()); !bytes.Equal(got, again) {

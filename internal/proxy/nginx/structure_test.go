@@ -151,7 +151,9 @@ var allowed = map[string][]string{
 	"upstream": {"least_conn", "ip_hash", "random", "hash", "server", "keepalive", "keepalive_timeout"},
 	"server":   {"listen", "server_name", "default_type", "add_header", "return", "ssl_reject_handshake", "ssl_certificate", "ssl_certificate_key", "location", "if", "error_page"},
 	"if":       {"return"},
-	"location": {"set", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate", "proxy_pass", "default_type", "add_header", "return"},
+	"location": {"set", "proxy_read_timeout", "proxy_send_timeout", "proxy_ssl_server_name", "proxy_ssl_name", "proxy_ssl_verify", "proxy_ssl_verify_depth", "proxy_ssl_trusted_certificate", "proxy_pass", "default_type", "add_header", "return", "if",
+		// A route's own limits (route_limits.go).
+		"client_max_body_size", "error_page", "proxy_connect_timeout"},
 	// The stream block of SNI passthrough: its contexts are named
 	// "stream/NAME".
 	"stream":          {"map", "upstream", "server"},

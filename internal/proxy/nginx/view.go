@@ -74,6 +74,10 @@ type View struct {
 	// (Settings.Edge): PROXY protocol, forwarded headers, access log,
 	// timeouts, header and body limits.
 	Edge EdgeView
+	// ACMEChallenge is the host:port the servers with
+	// Server.ACMEChallenge pass HTTP-01 challenges to (Interlock's
+	// responder); "" when none is configured.
+	ACMEChallenge string
 }
 
 // Listen is one nginx listen address.
@@ -184,7 +188,10 @@ type Upstream struct {
 	Balance string
 	// Keepalive is the number of idle connections kept per worker.
 	Keepalive int
-	Servers   []UpstreamServer
+	// KeepaliveTimeout is the route's own keepalive_timeout
+	// (routing.Limits.IdleTimeout), "" for Edge.UpstreamKeepaliveTimeout.
+	KeepaliveTimeout string
+	Servers          []UpstreamServer
 	// Sticky is the route's sticky session cookie, nil without one. It
 	// replaces Balance: "hash $VAR_key".
 	Sticky *Sticky
@@ -261,6 +268,10 @@ type Server struct {
 	TLS *ServerTLS
 	// Locations are the host's routes, most specific first.
 	Locations []Location
+	// BodyLimits are the routes' own body limits (LocationLimits
+	// .BodyTooLarge), each a named location @interlock_body_too_large_N
+	// that answers the built-in proxy's 413 for it.
+	BodyLimits []int64
 	// CatchAll is true when no route covers "/": the template then answers
 	// paths outside every route with 404.
 	CatchAll bool
@@ -283,13 +294,31 @@ type Server struct {
 	// TLS connections are View.Passthrough's, so it has no HTTPS server
 	// (TLS is nil) and no locations; plain HTTP is redirected.
 	Passthrough bool
+	// ACMEChallenge makes the plain-HTTP server pass HTTP-01 challenges
+	// (/.well-known/acme-challenge/) to View.ACMEChallenge, before any
+	// redirect: set for ACME hosts (routing.TLS.ACME) when a challenge
+	// address is configured.
+	ACMEChallenge bool
 }
 
 // ServerTLS is a host's certificate, as paths nginx reads.
 type ServerTLS struct {
+	// Cert and Key serve the primary name.
 	Cert, Key string
 	// Only redirects plain HTTP to HTTPS (interlock.ssl_only).
 	Only bool
+	// Certs are the host's HTTPS servers, one per certificate, the
+	// primary name's first: one with every name, except for an ACME host,
+	// whose names have a certificate each (names still waiting for theirs
+	// share the default certificate). A template that renders only Cert
+	// and Key serves the primary name's certificate for every name.
+	Certs []TLSCert
+}
+
+// TLSCert is one certificate of a host and the names it serves.
+type TLSCert struct {
+	Names     []string
+	Cert, Key string
 }
 
 // Location is one nginx location block.
@@ -319,6 +348,9 @@ type Location struct {
 	// LogRoute is the access log's route field ("HOST/PATH", set into
 	// $interlock_route), "" without an access log.
 	LogRoute string
+	// Limits are the route's overrides of the backend timeouts and the
+	// body limit (route_limits.go), nil without any.
+	Limits *LocationLimits
 }
 
 // BackendTLS says the backends speak HTTPS.
@@ -349,11 +381,17 @@ type Settings struct {
 	Runtime Runtime
 	// BackendCA defaults to /etc/ssl/certs/ca-certificates.crt.
 	BackendCA string
-	// CertMissing, when set, reports whether a certificate file a label
-	// names (absolute path) cannot be read; such a host is served over
-	// plain HTTP only and listed in View.Skipped, rather than failing the
-	// whole file. The default certificate is not checked.
+	// CertCheck, when set, judges the label certificates (TLS.CertFile
+	// and KeyFile) of a table's hosts: why each host whose certificate
+	// cannot be served is refused, by primary name. Such a host gets the
+	// default certificate and is listed in View.Skipped, rather than
+	// failing the whole file. Without it, CertMissing, when set, reports
+	// whether a certificate file (absolute path) cannot be read, with the
+	// same effect. The default certificate is not checked.
+	CertCheck   func(t routing.Table) map[string]string
 	CertMissing func(path string) bool
+	// certWhy is CertCheck's verdict on the table being viewed.
+	certWhy map[string]string
 	// StreamModule is the load_module argument for nginx's stream module,
 	// rendered only with passthrough hosts; "" when nginx has it compiled
 	// in. ModuleMissing, when set, reports whether that file cannot be
@@ -368,6 +406,13 @@ type Settings struct {
 	// Edge is the PROXY protocol, forwarded headers, access log, timeouts
 	// and limits; the zero value renders none of them (View.Edge).
 	Edge Edge
+	// ACMECert, when set, returns the file (certificate chain and key, as
+	// nginx reads it) of an ACME name's certificate, "" while there is
+	// none; ACME hosts' names without one get the default certificate.
+	ACMECert func(name string) string
+	// ACMEChallenge is the host:port ACME hosts' HTTP-01 challenges are
+	// passed to (Interlock's responder); "" passes none.
+	ACMEChallenge string
 }
 
 // The internal unix sockets of SNI passthrough, in Settings.SocketDir.
@@ -418,6 +463,15 @@ func NewView(t routing.Table, s Settings) (View, error) {
 	}
 	if p.HasTLS12() {
 		v.TLS.Ciphers = p.OpenSSLCiphers()
+	}
+	if s.CertCheck != nil {
+		s.certWhy = s.CertCheck(t)
+	}
+	if s.ACMEChallenge != "" {
+		if err := checkHostPort(s.ACMEChallenge); err != nil {
+			return View{}, fmt.Errorf("ACME challenge address: %w", err)
+		}
+		v.ACMEChallenge = s.ACMEChallenge
 	}
 	sticky := 0
 	var through []PassthroughHost
@@ -531,6 +585,59 @@ func passthroughView(s Settings, hosts []PassthroughHost) (*Passthrough, string)
 	return &Passthrough{Module: s.StreamModule, Terminate: terminate, Relay: relay, Hosts: hosts}, ""
 }
 
+// checkHostPort checks that addr is an IP or host name and a port, which
+// nginx can proxy to.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' {
+		return fmt.Errorf("%q: want a port 1-65535", addr)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		if _, err := serverName(host); err != nil {
+			return fmt.Errorf("%q: want an IP address or a host name", addr)
+		}
+	}
+	return nil
+}
+
+// certProblem says why h's label certificate (the files cert and key)
+// cannot be served: Settings.CertCheck, else Settings.CertMissing.
+func (s Settings) certProblem(h routing.Host, cert, key string) string {
+	switch {
+	case s.CertCheck != nil:
+		return s.certWhy[h.Name]
+	case s.CertMissing != nil && (s.CertMissing(cert) || s.CertMissing(key)):
+		return fmt.Sprintf("certificate %s or key %s cannot be read", cert, key)
+	}
+	return ""
+}
+
+// acmeCerts groups an ACME host's names by the file that serves them:
+// their own certificate, or the default one while they have none. The
+// primary name's group comes first.
+func acmeCerts(names []string, s Settings) []TLSCert {
+	var certs []TLSCert
+	at := map[string]int{}
+	for _, n := range names {
+		cert, key := s.DefaultCert, s.DefaultKey
+		if s.ACMECert != nil {
+			if f := s.ACMECert(n); f != "" {
+				cert, key = f, f
+			}
+		}
+		if i, ok := at[cert]; ok {
+			certs[i].Names = append(certs[i].Names, n)
+			continue
+		}
+		at[cert] = len(certs)
+		certs = append(certs, TLSCert{Names: []string{n}, Cert: cert, Key: key})
+	}
+	return certs
+}
+
 // server builds one host's server, its upstreams, its passthrough (nil
 // unless it is a passthrough host with a backend) and what it skipped.
 // sticky counts the sticky upstreams so far, for their variable names.
@@ -544,16 +651,22 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 	if h.TLS != nil && !pass {
 		tl := &ServerTLS{Cert: s.DefaultCert, Key: s.DefaultKey, Only: h.TLS.Only}
 		if h.TLS.CertFile != "" {
-			tl.Cert = filepath.Join(s.CertDir, h.TLS.CertFile)
-			tl.Key = filepath.Join(s.CertDir, h.TLS.KeyFile)
+			cert, key := filepath.Join(s.CertDir, h.TLS.CertFile), filepath.Join(s.CertDir, h.TLS.KeyFile)
+			if why := s.certProblem(h, cert, key); why != "" {
+				// As the built-in proxy: the default certificate, reported.
+				skips = append(skips, Skip{Host: h.Name, Reason: why + "; the host gets the default certificate"})
+			} else {
+				tl.Cert, tl.Key = cert, key
+			}
 		}
-		switch {
-		case h.TLS.CertFile != "" && s.CertMissing != nil && (s.CertMissing(tl.Cert) || s.CertMissing(tl.Key)):
-			skips = append(skips, Skip{Host: h.Name, Reason: fmt.Sprintf("certificate %s or key %s cannot be read; the host is served over plain HTTP only", tl.Cert, tl.Key)})
-		default:
-			srv.TLS = tl
-			srv.RedirectHTTPS = tl.Only
+		tl.Certs = []TLSCert{{Names: srv.Names, Cert: tl.Cert, Key: tl.Key}}
+		if h.UsesACME() {
+			tl.Certs = acmeCerts(srv.Names, s)
+			tl.Cert, tl.Key = tl.Certs[0].Cert, tl.Certs[0].Key
+			srv.ACMEChallenge = s.ACMEChallenge != ""
 		}
+		srv.TLS = tl
+		srv.RedirectHTTPS = tl.Only
 	}
 	if h.RedirectTo != "" {
 		if len(h.Routes) > 0 {
@@ -613,8 +726,22 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 			}
 			ups = append(ups, up)
 		}
+		limits, keepaliveTimeout, err := routeLimits(h.Name, r, s.Edge)
+		if err != nil {
+			return Server{}, nil, nil, nil, err
+		}
+		if up.Name != "" {
+			ups[len(ups)-1].KeepaliveTimeout = keepaliveTimeout
+		}
 		locs := locations(r, http, up.Name, ca)
 		for i := range locs {
+			if limits != nil {
+				l := *limits
+				if locs[i].WebSocket {
+					l.ReadTimeout = "" // websocket endpoints keep their 1h
+				}
+				locs[i].Limits = &l
+			}
 			locs[i].SetCookie = setCookie
 			if s.Edge.AccessLog != "" {
 				locs[i].LogRoute = logRoute(h.Name, r.Path)
@@ -622,6 +749,7 @@ func server(h routing.Host, s Settings, ca string, sticky *int) (Server, []Upstr
 		}
 		srv.Locations = append(srv.Locations, locs...)
 	}
+	srv.BodyLimits = bodyLimits(srv.Locations)
 	return srv, ups, nil, skips, nil
 }
 
