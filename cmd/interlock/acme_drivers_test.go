@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/api"
 	"github.com/interlock-proxy/interlock/internal/testenv"
 )
 
@@ -138,4 +141,106 @@ func TestDriverACME(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDriverCertRotation: nginx and HAProxy serve a label certificate
+// that is rewritten in the certificate directory without a restart or a
+// Docker change; a broken certificate gives the host the default one,
+// reported in /api/status and interlock_certificate_problems, and a
+// repaired one is served again.
+func TestDriverCertRotation(t *testing.T) {
+	e := needDocker(t)
+	for _, driver := range []string{"nginx", "haproxy"} {
+		t.Run(driver, func(t *testing.T) {
+			name := hostFor(t, "rotate")
+			lbls := labelsFor(name, "interlock.ssl", "true", "interlock.ssl_cert", "rot/cert.pem", "interlock.ssl_cert_key", "rot/key.pem")
+			var args []string
+			var certDir, httpsAddr string
+			switch driver {
+			case "nginx":
+				n := newNginxRun(t)
+				args, certDir, httpsAddr = n.args(), n.certDir, n.httpsAddr
+				e.Run(t, testenv.ContainerSpec{Name: "rot", PublishPort: 8000, Env: map[string]string{"NAME": "rot"}, Labels: lbls})
+			case "haproxy":
+				h := newHAProxyRun(t, e)
+				args, certDir, httpsAddr = h.args(), h.certDir, h.httpsAddr
+				h.container(t, e, "rot", lbls, nil)
+			}
+			writeCert(t, certDir, "rot", name)
+			in := startInterlock(t, args...)
+			served := func() []byte {
+				conn, err := tls.Dial("tcp", httpsAddr, &tls.Config{ServerName: name, InsecureSkipVerify: true}) //nolint:gosec // comparing certificates
+				if err != nil {
+					return nil
+				}
+				defer conn.Close()
+				return conn.ConnectionState().PeerCertificates[0].Raw
+			}
+			fileCert := func() []byte {
+				data, err := os.ReadFile(filepath.Join(certDir, "rot", "cert.pem"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pair, err := tls.X509KeyPair(data, mustRead(t, filepath.Join(certDir, "rot", "key.pem")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pair.Certificate[0]
+			}
+			waitServed := func(what string, want func([]byte) bool) {
+				t.Helper()
+				testenv.WaitFor(t, 20*time.Second, what, func() error {
+					if got := served(); !want(got) {
+						return fmt.Errorf("served %d bytes of another certificate", len(got))
+					}
+					return nil
+				})
+			}
+			first := fileCert()
+			waitServed("the label certificate", func(b []byte) bool { return bytes.Equal(b, first) })
+
+			writeCert(t, certDir, "rot", name) // renewed: a new key and certificate
+			second := fileCert()
+			waitServed("the renewed certificate, without a Docker change", func(b []byte) bool { return bytes.Equal(b, second) })
+
+			if err := os.WriteFile(filepath.Join(certDir, "rot", "cert.pem"), []byte("not a certificate\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			waitServed("the default certificate for a broken file", func(b []byte) bool {
+				c, err := x509.ParseCertificate(b)
+				return err == nil && slices.Equal(c.DNSNames, []string{"interlock-default.invalid"})
+			})
+			testenv.WaitFor(t, 10*time.Second, "the broken certificate in /api/status", func() error {
+				_, body, err := httpGet(in.api+"/api/status", "")
+				if err != nil {
+					return err
+				}
+				var st api.StatusResponse
+				if err := json.Unmarshal([]byte(body), &st); err != nil {
+					return err
+				}
+				for _, p := range st.CertificateProblems {
+					if p.Host == name && p.Reason == "not_pem" && p.Path == "rot/cert.pem" {
+						return nil
+					}
+				}
+				return fmt.Errorf("certificate_problems = %+v", st.CertificateProblems)
+			})
+			if v, ok := sample(in.scrape(t), "interlock_certificate_problems", labels("host", name, "reason", "not_pem")); !ok || v != 1 {
+				t.Errorf("interlock_certificate_problems{host=%q,reason=not_pem} = %v (found %v), want 1", name, v, ok)
+			}
+			writeCert(t, certDir, "rot", name)
+			third := fileCert()
+			waitServed("the repaired certificate", func(b []byte) bool { return bytes.Equal(b, third) })
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/interlock-proxy/interlock/internal/discovery"
 	"github.com/interlock-proxy/interlock/internal/docker"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
+	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/moby/moby/client"
 )
 
@@ -251,6 +253,18 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	goRun("docker source", func() error { return source.Run(ctx, publish) })
 	goRun("controller", func() error { return ctl.Run(ctx) })
+	if certs != nil && certs.labels != nil {
+		// nginx and haproxy read label certificates at a reload: a
+		// renewed file reloads them, as the built-in proxy polls its own.
+		certDir, _ := filepath.Abs(cfg.CertDir)
+		goRun("certificate watch", func() error {
+			watchLabelCerts(ctx, certDir, func() (routing.Table, time.Time) {
+				st := ctl.Status()
+				return st.Table, st.LastApply.At
+			}, ctl.Refresh)
+			return nil
+		})
+	}
 	if httpLn != nil {
 		// Through the proxy, for the PROXY protocol (--proxy-protocol-trusted-ips).
 		goRun("proxy listener", func() error { return tlsProxy.Serve(proxyServer, httpLn) })
