@@ -47,7 +47,7 @@ func startProcess(t *testing.T, args ...string) *process {
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p := &process{proxy: "http://" + httpAddr, api: "http://" + apiAddr}
 	httpsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // not the shared default :8443
-	p.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--https-addr", httpsAddr, "--api-addr", apiAddr, "--log-level", "warn"}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--https-addr", httpsAddr, "--api-addr", apiAddr, "--log-level", "warn", "--state-dir", t.TempDir()}, args...)...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -93,7 +93,10 @@ func startInterlock(t *testing.T, args ...string) *instance {
 	in.proxy, in.api = "http://"+httpAddr, "http://"+apiAddr
 	// A free HTTPS port too, so no two instances fight over the default
 	// :8443 (args may name another one: the last flag wins).
-	all := append([]string{"run", "--http-addr", httpAddr, "--https-addr", in.httpsAddr, "--api-addr", apiAddr, "--log-level", "debug"}, args...)
+	// A state directory of its own (args may name another one): instances
+	// must not restore each other's last good table.
+	all := append([]string{"run", "--http-addr", httpAddr, "--https-addr", in.httpsAddr, "--api-addr", apiAddr, "--log-level", "debug",
+		"--state-dir", t.TempDir()}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { in.done <- realMain(ctx, all, []string{}, io.Discard, in.logs) }()
 	t.Cleanup(func() {

@@ -43,7 +43,7 @@ func startChild(t *testing.T, args ...string) *child {
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	c := &child{proxy: "http://" + httpAddr, api: "http://" + apiAddr, httpAddr: httpAddr, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	httpsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // not the shared default :8443
-	c.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--https-addr", httpsAddr, "--api-addr", apiAddr}, args...)...)
+	c.cmd = exec.Command(bin, append([]string{"run", "--http-addr", httpAddr, "--https-addr", httpsAddr, "--api-addr", apiAddr, "--state-dir", t.TempDir()}, args...)...)
 	c.cmd.Stderr = c.logs
 	c.cmd.Env = withoutInterlockEnv(os.Environ())
 	if err := c.cmd.Start(); err != nil {

@@ -377,7 +377,7 @@ func startInterlockNotReady(t *testing.T, httpAddr string, args ...string) *inst
 	in := &instance{logs: &syncBuffer{}, done: make(chan int, 1)}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	in.proxy, in.api = "http://"+httpAddr, "http://"+apiAddr
-	all := append([]string{"run", "--http-addr", httpAddr, "--api-addr", apiAddr, "--log-level", "debug"}, args...)
+	all := append([]string{"run", "--http-addr", httpAddr, "--api-addr", apiAddr, "--log-level", "debug", "--state-dir", t.TempDir()}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { in.done <- realMain(ctx, all, []string{}, io.Discard, in.logs) }()
 	t.Cleanup(func() {

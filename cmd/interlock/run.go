@@ -91,7 +91,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		proxy       http.Handler
 		closeDriver = func(context.Context) error { return nil }
 		sideload    *docker.Sideload
-		ctlOpts     = controller.Options{Logger: log, Observer: view.observer()}
+		ctlOpts     = controller.Options{Logger: log, Observer: view.observer(), SavedTable: savedTablePath(cfg)}
 		tlsProxy    *builtin.Proxy // the built-in proxy also serves --https-addr
 	)
 	var edge *edgeSettings // the built-in proxy's edge: PROXY protocol, access log, limits

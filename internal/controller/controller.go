@@ -71,6 +71,10 @@ type Options struct {
 	Logger             *slog.Logger
 	// Observer, when set, is told about every apply attempt (for metrics).
 	Observer Observer
+	// SavedTable, when set, is the file of the last good table: written
+	// after every apply that changed the table, and put live at start
+	// until Docker answers (saved.go).
+	SavedTable string
 }
 
 // Observer receives what the loop does. Its methods are called from the
@@ -97,6 +101,9 @@ type Controller struct {
 	mailbox chan pending
 	// refresh holds a pending Refresh request (one slot: requests fold).
 	refresh chan struct{}
+	// saveKick wakes saveLoop; saved is the hash on disk (saved.go).
+	saveKick chan struct{}
+	saved    string
 
 	mu     sync.Mutex
 	status Status
@@ -139,6 +146,7 @@ func New(driver Driver, disc discovery.Options, opts Options) *Controller {
 		log:       log,
 		mailbox:   make(chan pending, 1),
 		refresh:   make(chan struct{}, 1),
+		saveKick:  make(chan struct{}, 1),
 		status:    Status{Driver: driver.Name()},
 	}
 }
@@ -191,6 +199,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		// after the last apply: not in the middle of a burst.
 		calm bool
 	)
+	if c.opts.SavedTable != "" {
+		go c.saveLoop(ctx)
+		c.restoreSaved(ctx)
+	}
 	cheap, _ := c.driver.(CheapApplier)
 	refresher, _ := c.driver.(Refresher)
 	var (
@@ -340,6 +352,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
 	c.mu.Lock()
 	prev := c.status
 	c.status.Problems = problems
+	c.status.Restored = false // the table now comes from Docker, applied or equal
 	c.mu.Unlock()
 	c.logProblems(prev.Problems, problems)
 	if c.opts.Observer != nil {
@@ -375,6 +388,9 @@ func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
 	c.status.Hash = hash
 	c.status.Table = table
 	c.status.LastConvergence = time.Since(p.at)
+	if c.opts.SavedTable != "" {
+		c.kickSave()
+	}
 	logChanges(c.log, prev.Table, table)
 	c.log.Debug("table applied", "driver", c.driver.Name(), "hosts", len(table.Hosts),
 		"backends", table.BackendCount(), "took", took, "since_change", c.status.LastConvergence)

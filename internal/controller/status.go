@@ -11,6 +11,9 @@ type Status struct {
 	Driver string `json:"driver"`
 	// Applied is true once a table has been put live.
 	Applied bool `json:"applied"`
+	// Restored is true while the live table is the last good one from
+	// disk (Options.SavedTable), not yet confirmed or replaced by Docker.
+	Restored bool `json:"restored,omitempty"`
 	// Hash identifies the live table.
 	Hash     string            `json:"hash"`
 	Table    routing.Table     `json:"-"`
