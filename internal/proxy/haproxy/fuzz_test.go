@@ -34,6 +34,9 @@ func FuzzRender(f *testing.F) {
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], true, false)
+		// ssl_only (strip) under every edge setting: trusted forwarded
+		// headers give the host a conditional redirect and its rules.
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], true, true)
 	}
 	tmpl, err := LoadTemplate("")
 	if err != nil {
@@ -132,6 +135,12 @@ var keywords = []string{
 	"cookie", "http-after-response", "no", "tune.bufsize", "log-format", "error-log-format",
 }
 
+// trustedHTTPSACLs are the lines of acl interlock_trusted_https.
+var trustedHTTPSACLs = []string{
+	"    acl interlock_trusted_https req.fhdr(x-forwarded-proto,1) -i -m str https",
+	`    acl interlock_trusted_https req.hdr(forwarded,-1) -i -m reg '(^|;) *proto="?https"? *(;|$)'`,
+}
+
 // isPrefixList reports whether every word is a CIDR prefix without host
 // bits, as the view writes them.
 func isPrefixList(words []string) bool {
@@ -203,6 +212,13 @@ func checkStructure(conf []byte, v View) error {
 				}
 				break
 			}
+			// The constant tests of a trusted peer's HTTPS (TrustedHTTPS).
+			if len(words) > 1 && words[1] == "interlock_trusted_https" {
+				if !v.TrustedHTTPS || !slices.Contains(trustedHTTPSACLs, line) {
+					return fmt.Errorf("line %d: acl of another shape: %q", n, line)
+				}
+				break
+			}
 			// acl NAME var(txn.host) -m str -- NAME...
 			if len(words) < 6 || words[2] != "var(txn.host)" || words[3] != "-m" || words[4] != "str" || words[5] != "--" {
 				return fmt.Errorf("line %d: acl of another shape: %q", n, line)
@@ -217,6 +233,12 @@ func checkStructure(conf []byte, v View) error {
 			// or, in the tcp frontend, use_backend NAME if { req.ssl_sni,lower -m str -- NAME... }
 			switch {
 			case len(words) == 4 && words[2] == "if":
+			// ssl_only with TrustedHTTPS: use_backend interlock_https_redirect
+			// if ACL !interlock_forwarded_trusted || ACL !interlock_trusted_https,
+			// and in the default host's fallback without its ACL
+			case v.TrustedHTTPS && len(words) == 8 && words[1] == "interlock_https_redirect" && words[2] == "if" &&
+				words[4] == "!interlock_forwarded_trusted" && words[5] == "||" && words[6] == words[3] && words[7] == "!interlock_trusted_https":
+			case v.TrustedHTTPS && line == "    use_backend interlock_https_redirect if !interlock_forwarded_trusted || !interlock_trusted_https":
 			case len(words) == 20 && words[2] == "if" && words[4] == "{" && words[10] == "}" && words[11] == "||" && words[13] == "{" && words[19] == "}":
 			// the default host's path rules, without its ACL
 			case len(words) == 18 && words[2] == "if" && words[3] == "{" && words[9] == "}" && words[10] == "||" && words[11] == "{" && words[17] == "}":

@@ -205,6 +205,23 @@ func goldenCases(t testing.TB) []goldenCase {
 				s.Edge = Edge{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
 					AccessLog: AccessLogStdout, AccessLogFormat: AccessLogJSON, ClientIdleTimeout: 1500 * time.Millisecond, MaxHeaderBytes: 4 << 10}
 			}},
+		// Trusted forwarded headers: ssl_only hosts serve what a trusted
+		// peer says came over HTTPS (their rules after a conditional
+		// redirect), the default host among them, with unknown names and
+		// a path none of a host's rules take; ACME challenges first; a
+		// redirecting ssl_only host to its URL; passthrough always to HTTPS.
+		{name: "edge_trusted_proto", table: table(
+			routing.Host{Name: "secure.example.com", Default: true, TLS: &routing.TLS{Only: true}, Routes: []routing.Route{
+				{Path: "/", Backends: be("127.0.0.1:32768")}, {Path: "/api", Backends: be("127.0.0.1:32769")}}},
+			routing.Host{Name: "app.example.com", TLS: &routing.TLS{Only: true}, Routes: []routing.Route{{Path: "/app", Backends: be("127.0.0.1:32770")}}},
+			routing.Host{Name: "acme.example.com", TLS: &routing.TLS{ACME: true, Only: true}, Routes: []routing.Route{{Path: "/", Backends: be("127.0.0.1:32771")}}},
+			routing.Host{Name: "old.example.com", TLS: &routing.TLS{Only: true}, RedirectTo: "https://new.example.com"},
+			routing.Host{Name: "pass.example.com", TLS: &routing.TLS{Passthrough: true}, Routes: []routing.Route{{Path: "/", Backends: be("10.0.0.1:8443")}}},
+			web(routing.Route{Path: "/", Backends: be("127.0.0.1:32772")})),
+			settings: func(s *Settings) {
+				s.ACMEChallenge = "127.0.0.1:8082"
+				s.Edge = Edge{ForwardedTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}}
+			}},
 		// Side-loaded containers: each expands its own admin socket and
 		// server-state file from its HOSTNAME.
 		{name: "containers", table: table(web(routing.Route{Path: "/", Backends: be("127.0.0.1:32768")})),

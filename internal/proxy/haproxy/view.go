@@ -52,6 +52,11 @@ type View struct {
 	// redirected to HTTPS: the template then renders the backend
 	// interlock_https_redirect.
 	HTTPSRedirect bool
+	// TrustedHTTPS is true when some host has Host.TrustedHTTPS: the http
+	// frontend then declares acl interlock_trusted_https (X-Forwarded-Proto
+	// https, or proto=https in the last element of Forwarded), which
+	// counts only with interlock_forwarded_trusted.
+	TrustedHTTPS bool
 	// Backends are one per route, sorted by name.
 	Backends []Backend
 	// Redirects are the redirecting hosts' backends
@@ -129,6 +134,11 @@ type Default struct {
 	// ssl_only: what is left goes to interlock_https_redirect, which
 	// redirects to HTTPS under the requested name.
 	Redirect bool
+	// TrustedHTTPS is true in the http frontend when the default host has
+	// Host.TrustedHTTPS: what is left goes to interlock_https_redirect
+	// unless a trusted peer says it came over HTTPS, and then to the
+	// default host's rules and Backend.
+	TrustedHTTPS bool
 }
 
 // Closed is a host in a Default's frontend. Declare is true where the
@@ -210,6 +220,13 @@ type Host struct {
 	// Redirect is true for ssl_only and passthrough hosts: plain HTTP goes
 	// to interlock_https_redirect (301 for GET and HEAD, 308 otherwise).
 	Redirect bool
+	// TrustedHTTPS, with Redirect, spares from the redirect the plain
+	// requests that a peer in Edge.ForwardedFrom says came over HTTPS (a
+	// load balancer in front that terminated TLS): the http frontend
+	// serves them by the host's rules, as the built-in proxy does. Set
+	// for ssl_only hosts (not passthrough ones) when Edge.ForwardedFrom is
+	// not empty.
+	TrustedHTTPS bool
 	// Passthrough is true for a passthrough host (routing.TLS.Passthrough):
 	// its TLS connections are View.Passthrough's, so it is not served by
 	// the https frontend (TLS is false) and has no rules.
@@ -534,6 +551,9 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			v.ACMEChallenge.Names = append(v.ACMEChallenge.Names, host.Names...)
 		}
 		v.HTTPSRedirect = v.HTTPSRedirect || host.Redirect
+		if host.Redirect && !host.Passthrough && len(v.Edge.ForwardedFrom) > 0 {
+			host.TrustedHTTPS, v.TrustedHTTPS = true, true
+		}
 		if h.Default {
 			if dflt >= 0 {
 				return View{}, fmt.Errorf("hosts %s and %s are both the default host: only one can be", v.Hosts[dflt].Name, h.Name)
@@ -582,9 +602,10 @@ func NewView(t routing.Table, s Settings) (View, error) {
 func fallback(hosts []Host, d int, https bool) *Default {
 	dh := hosts[d]
 	f := &Default{Host: dh.Name, Backend: noRouteBackend}
-	if !https && dh.Redirect {
+	if !https && dh.Redirect && !dh.TrustedHTTPS {
 		f.Redirect = true
 	} else {
+		f.TrustedHTTPS = !https && dh.TrustedHTTPS
 		for _, r := range dh.Rules {
 			if r.All {
 				f.Backend = r.Backend
@@ -601,8 +622,10 @@ func fallback(hosts []Host, d int, https bool) *Default {
 		case https && !h.TLS:
 			// Not served over HTTPS: 404, as without a default host.
 			f.Closed = append(f.Closed, Closed{ACL: h.ACL, Names: h.Names, Declare: true})
-		case !https && h.Redirect:
-			// ssl_only: redirected before any rule.
+		case !https && h.Redirect && !h.TrustedHTTPS:
+			// ssl_only: redirected before any rule. (With TrustedHTTPS,
+			// its rules serve what a trusted peer says is HTTPS, and what
+			// they do not take is a 404 like any host's.)
 		case !slices.ContainsFunc(h.Rules, func(r Rule) bool { return r.All }):
 			f.Closed = append(f.Closed, Closed{ACL: h.ACL, Names: h.Names})
 		}

@@ -41,6 +41,9 @@ var fuzzSeeds = [][7]string{
 func FuzzRender(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], true, false)
+		// ssl_only under every edge setting: trusted forwarded headers
+		// make the plain server render the host's locations too.
+		f.Add(s[0], s[1], s[2], s[3], s[4], s[5], s[6], true, true)
 	}
 	tmpl, err := LoadTemplate("")
 	if err != nil {
@@ -141,6 +144,30 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 			t.Fatalf("return %q is not a redirect of the view", d.args)
 		}
 	}
+	// Server-level conditions: the method of a redirect, and for servers
+	// that serve what a trusted peer says came over HTTPS (TrustedHTTPS)
+	// the answer of its maps; the Cache-Control of redirects likewise.
+	conds := map[string]bool{"($interlock_redirect_get)": true}
+	cacheControl := map[string]bool{"no-store always": true}
+	for _, srv := range v.Servers {
+		if !srv.TrustedHTTPS {
+			continue
+		}
+		if !v.TrustedHTTPS || srv.ACMEChallenge && !v.TrustedHTTPSACME {
+			t.Fatal("a TrustedHTTPS server without the view's maps")
+		}
+		name := "$interlock_https_redirect"
+		if srv.ACMEChallenge {
+			name += "_acme"
+		}
+		conds["("+name+" = 301)"], conds["("+name+" = 308)"] = true, true
+		cacheControl[name+"_cache_control always"] = true
+	}
+	for _, d := range find(ds, "if") {
+		if c := strings.Join(d.args, " "); !conds[c] {
+			t.Fatalf("if %q is not a condition of the view", c)
+		}
+	}
 	setCookies := map[string]bool{}
 	for _, u := range v.Upstreams {
 		if u.Sticky != nil {
@@ -150,6 +177,9 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 	for _, d := range find(ds, "add_header") {
 		if d.args[0] == "Set-Cookie" && (len(d.args) != 3 || !setCookies[d.args[1]] || d.args[2] != "always") {
 			t.Fatalf("add_header %q is not a sticky cookie of the view", d.args)
+		}
+		if d.args[0] == "Cache-Control" && !cacheControl[strings.Join(d.args[1:], " ")] {
+			t.Fatalf("add_header %q is not a Cache-Control of the view", d.args)
 		}
 	}
 	for _, srv := range v.Servers {
@@ -161,7 +191,7 @@ func checkOnlyTableValues(t *testing.T, ds []*directive, table routing.Table, v 
 			paths[l.Path] = true
 		}
 		switch {
-		case srv.TLS != nil && srv.TLS.Only:
+		case srv.TLS != nil && srv.TLS.Only && !srv.TrustedHTTPS:
 			wantServers += 2
 			wantLocations += n
 		case srv.TLS != nil:

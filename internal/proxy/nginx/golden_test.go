@@ -192,6 +192,22 @@ func goldenCases() []goldenCase {
 					return ""
 				}
 			}},
+		// Trusted forwarded headers: ssl_only hosts serve what a trusted
+		// peer says came over HTTPS and redirect the rest; an ACME host's
+		// challenges are spared from the redirect, a redirecting ssl_only
+		// host still redirects to its URL, a passthrough host always to
+		// HTTPS (trustedProtoGoldenCases has more).
+		{name: "edge_trusted_proto", table: table(
+			dflt(withTLS(host("secure.example.com", route("/", "127.0.0.1:1"), route("/api", "127.0.0.1:2")), routing.TLS{Only: true})),
+			withTLS(host("acme.example.com", route("/", "127.0.0.1:3")), routing.TLS{ACME: true, Only: true}),
+			withTLS(redirect("old.example.com", "https://new.example.com"), routing.TLS{Only: true}),
+			withTLS(redirect("old-acme.example.com", "https://new.example.com"), routing.TLS{Only: true, ACME: true}),
+			withTLS(host("pass.example.com", route("/", "10.0.0.1:8443")), routing.TLS{Passthrough: true}),
+			host("plain.example.com", route("/", "127.0.0.1:4"))),
+			settings: func(s *Settings) {
+				s.ACMEChallenge = "127.0.0.1:8082"
+				s.Edge = Edge{ForwardedTrusted: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}, MaxBodyBytes: 1 << 20}
+			}},
 		// Without a challenge address, no challenge location.
 		{name: "acme_no_challenge", table: table(
 			withTLS(host("app.example.com", route("/", "127.0.0.1:1")), routing.TLS{ACME: true, Only: true})),

@@ -67,6 +67,12 @@ type View struct {
 	// Server.RedirectHTTPS): the template then renders the map that picks
 	// 301 or 308 by method.
 	Redirects bool
+	// TrustedHTTPS is true when a server has Server.TrustedHTTPS, and
+	// TrustedHTTPSACME when one of those also has Server.ACMEChallenge:
+	// the template then renders the maps that decide, per request, whether
+	// such a server redirects ($interlock_https_redirect, and
+	// $interlock_https_redirect_acme that spares the challenges).
+	TrustedHTTPS, TrustedHTTPSACME bool
 	// Sticky is true when an upstream has a sticky cookie: the template
 	// then renders the map of the address that answered last.
 	Sticky bool
@@ -290,6 +296,13 @@ type Server struct {
 	// built-in proxy answers. Set for ssl_only hosts (TLS.Only) and
 	// passthrough hosts.
 	RedirectHTTPS bool
+	// TrustedHTTPS, with RedirectHTTPS, spares from the redirect the
+	// requests that a peer in Edge.ForwardedFrom says came over HTTPS
+	// (X-Forwarded-Proto: https, or proto=https in the last element of
+	// Forwarded: a load balancer in front that terminated TLS): they are
+	// served by the locations, as the built-in proxy does. Set for ssl_only
+	// hosts (not passthrough ones) when Edge.ForwardedFrom is not empty.
+	TrustedHTTPS bool
 	// Passthrough marks a passthrough host (routing.TLS.Passthrough): its
 	// TLS connections are View.Passthrough's, so it has no HTTPS server
 	// (TLS is nil) and no locations; plain HTTP is redirected.
@@ -499,6 +512,11 @@ func NewView(t routing.Table, s Settings) (View, error) {
 			v.Default, v.DefaultTLS, srv.Default = h.Name, srv.TLS != nil, true
 		}
 		v.Redirects = v.Redirects || srv.RedirectTo != "" || srv.RedirectHTTPS
+		if srv.RedirectHTTPS && !srv.Passthrough && len(v.Edge.ForwardedFrom) > 0 {
+			srv.TrustedHTTPS = true
+			v.TrustedHTTPS = true
+			v.TrustedHTTPSACME = v.TrustedHTTPSACME || srv.ACMEChallenge
+		}
 		v.Servers = append(v.Servers, srv)
 		v.Upstreams = append(v.Upstreams, ups...)
 	}
