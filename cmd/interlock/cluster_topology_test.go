@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -14,29 +15,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/api"
 	"github.com/interlock-proxy/interlock/internal/testenv"
 	"github.com/moby/moby/client"
 )
 
-// TestClusterProxyNodes is the production layout on a real Swarm of three
-// managers and three workers (each node a container running its own
-// engine; see testenv.Cluster): proxy nodes labelled role=proxy, on each
-// one Interlock and its proxy, every Interlock watching a manager's Engine
-// API over TLS on port 2376 with client certificates (mounted at /certs,
-// or Docker secrets in the stack). The application service runs its
-// tasks on the other nodes (manager1 and worker3, by the constraint
-// node.labels.role!=proxy) and is reached by task IP over the overlay
-// network. One cluster serves every subtest, one after the other (each
-// proxy node's ports are taken by one proxy at a time):
+// TestClusterProxyNodes is the production layout on a real Swarm of one
+// manager and three workers (each node a container running its own
+// engine; see testenv.Cluster): two proxy workers labelled role=proxy,
+// worker1 and worker2, on each one Interlock and its proxy, every
+// Interlock watching the manager's Engine API over TLS on port 2376 with
+// client certificates (mounted at /certs, or Docker secrets in the
+// stack). The application service runs its tasks on the other nodes
+// (manager1 and worker3, by the constraint node.labels.role!=proxy) and
+// is reached by task IP over the overlay network. One cluster serves
+// every subtest, one after the other on the same proxy nodes (each proxy
+// node's ports are taken by one proxy at a time):
 //
-//   - builtin: worker1 and worker2, each with an Interlock and its
-//     built-in proxy, watching manager1.
-//   - nginx: manager2 and manager3, each with an Interlock in nginx mode
-//     (--nginx-target containers) and a side-loaded nginx container found
-//     by its interlock.ext.name label. Interlock finds proxy containers
-//     on the engine it watches (as examples/nginx says), so each watches
-//     the manager it runs on, over TLS: a worker's Interlock, watching a
-//     manager, would not see the nginx container beside it.
+//   - builtin: an Interlock and its built-in proxy on each proxy node.
+//   - nginx: an Interlock in nginx mode (--nginx-target containers) and a
+//     side-loaded nginx container beside it on each proxy node. The
+//     manager Interlock watches lists only its own node's containers, so
+//     each Interlock finds its nginx through its own node's engine
+//     (--proxy-docker-host unix:///var/run/docker.sock, the node's socket
+//     mounted into its container), and says so in /api/status and
+//     /readyz (ready, not degraded).
 //   - stack: examples/swarm/stack.yml, deployed as it is with docker stack
 //     deploy: Interlock as a global service on every proxy node, the
 //     certificates as Docker secrets.
@@ -48,8 +51,8 @@ func TestClusterProxyNodes(t *testing.T) {
 	e := needDocker(t)
 	proxy := map[string]string{"role": "proxy"}
 	c := e.Cluster(t, testenv.ClusterSpec{
-		Managers: 3, Workers: 3, TLS: true,
-		NodeLabels: map[string]map[string]string{"manager2": proxy, "manager3": proxy, "worker1": proxy, "worker2": proxy},
+		Managers: 1, Workers: 3, TLS: true,
+		NodeLabels: map[string]map[string]string{"worker1": proxy, "worker2": proxy},
 	})
 	ov := c.Overlay(t)
 	host := hostFor(t, "app")
@@ -61,7 +64,7 @@ func TestClusterProxyNodes(t *testing.T) {
 		},
 		Constraints: []string{"node.labels.role!=proxy"},
 	})
-	proxyNodes := map[string]bool{"manager2": true, "manager3": true, "worker1": true, "worker2": true}
+	proxyNodes := map[string]bool{"worker1": true, "worker2": true}
 	app.appNodes = map[string]bool{"manager1": true, "worker3": true}
 
 	t.Run("builtin", func(t *testing.T) {
@@ -80,19 +83,22 @@ func TestClusterProxyNodes(t *testing.T) {
 		testenv.NginxBinary(t) // the nginx image is made of the host's Debian nginx
 		label := proxyLabel(t)
 		var edges []clusterEdge
-		for _, name := range []string{"manager2", "manager3"} {
+		for _, name := range []string{"worker1", "worker2"} {
 			n := c.Node(name)
 			ng := c.RunNginx(t, testenv.ClusterNginxSpec{Node: n, Network: ov, Label: label})
 			args := []string{"--proxy", "nginx", "--nginx-target", "containers", "--proxy-container-label", label,
 				"--state-dir", "/var/lib/interlock", "--reload-quiet", "100ms"}
-			il := c.RunInterlock(t, testenv.ClusterInterlockSpec{Node: n, Network: ov, TLS: true, Managers: []*testenv.Node{n},
+			il := c.RunInterlock(t, testenv.ClusterInterlockSpec{Node: n, Network: ov, TLS: true, NodeSocket: true,
 				APIOnly: true, StateDir: "/var/lib/interlock", Args: args})
-			edges = append(edges, clusterEdge{node: n, il: il, nginx: &ng, renderArgs: append([]string{"--docker-host", n.TLSHost}, args...)})
+			edges = append(edges, clusterEdge{node: n, il: il, nginx: &ng, renderArgs: args})
 		}
 		for _, ed := range edges {
 			waitReady(t, ed.il.API)
 		}
 		app.checkLayout(t, edges)
+		for _, ed := range edges {
+			checkProxyContainerFound(t, ed, "interlock.ext.name="+label, "unix:///var/run/docker.sock")
+		}
 	})
 
 	t.Run("stack", func(t *testing.T) {
@@ -178,6 +184,31 @@ func TestClusterProxyNodes(t *testing.T) {
 		// The stack's Interlocks route the other service too.
 		app.waitServed(t, edges)
 	})
+}
+
+// checkProxyContainerFound checks that the edge's Interlock, which watches
+// a manager, drives the one nginx container beside it on its own node's
+// engine: /api/status shows it as the one target there, reloaded, with
+// no error, and /readyz says ready, not degraded.
+func checkProxyContainerFound(t *testing.T, ed clusterEdge, label, host string) {
+	t.Helper()
+	code, body, err := httpGet(ed.il.API+"/api/status", "")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("%s: /api/status = %d %v", ed.node, code, err)
+	}
+	var st api.StatusResponse
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	pc := st.ProxyContainers
+	if pc == nil || pc.Label != label || pc.Host != host || pc.Targets != 1 || pc.Signals == 0 || pc.LastError != "" ||
+		pc.Docker == nil || !pc.Docker.Connected || st.Degraded != "" {
+		t.Errorf("%s: /api/status degraded %q, proxy_containers %s; want the one nginx container on %s, labelled %s, signalled, connected",
+			ed.node, st.Degraded, body, host, label)
+	}
+	if code, body, err := httpGet(ed.il.API+"/readyz", ""); err != nil || code != http.StatusOK || body != "ready\n" {
+		t.Errorf("%s: /readyz = %d %q %v; want 200 ready", ed.node, code, body, err)
+	}
 }
 
 // clusterEdge is one proxy node: its Interlock and, in nginx mode, the

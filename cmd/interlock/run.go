@@ -81,6 +81,21 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	for _, c := range others {
 		defer c.Close()
 	}
+	// The side-loaded proxy containers' engine, when it is not the watched
+	// one (--proxy-docker-host, sideload.go): found, fed and signalled
+	// through pcli, watched by a source of their own.
+	sideCli := cli
+	var pcli *client.Client
+	if e, ok := proxyEndpoint(cfg); ok && proxyContainerTargets(cfg) {
+		if pcli, err = docker.NewClient(e); err != nil {
+			return fmt.Errorf("--proxy-docker-host: %w", err)
+		}
+		defer pcli.Close()
+		sideCli = pcli
+	} else if ok {
+		log.Warn("--proxy-docker-host is set, but no side-loaded proxy containers are driven (--proxy nginx or haproxy, with --nginx-target or --haproxy-target containers); it is ignored",
+			"proxy_docker_host", cfg.ProxyDockerHost)
+	}
 
 	// The driver: the built-in proxy serves --http-addr itself; nginx and
 	// haproxy listen there on their own, and reload, so their changes are
@@ -135,7 +150,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		if certs, err = newDriverCerts(cfg, acmeSide); err != nil {
 			return err
 		}
-		d, side, err := newNginx(cfg, cli, log, true, certs)
+		d, side, err := newNginx(cfg, sideCli, log, true, certs)
 		if err != nil {
 			return err
 		}
@@ -150,7 +165,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		if certs, err = newDriverCerts(cfg, acmeSide); err != nil {
 			return err
 		}
-		d, side, err := newHAProxy(cfg, cli, log, true, certs)
+		d, side, err := newHAProxy(cfg, sideCli, log, true, certs)
 		if err != nil {
 			return err
 		}
@@ -192,11 +207,25 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		discoveryOptions(cfg),
 		ctlOpts)
 	refreshCtl.Store(ctl)
-	apiHandler := api.New(ctl, source, versionString(), log, view.apiOptions(source, ctl, proxy, certProblems(certs, ctl))...)
-	// Every snapshot goes to the controller and, with proxy containers, to
-	// the side that configures a proxy container as soon as it appears.
-	publish := ctl.Update
+	// With --proxy-docker-host, a source of the proxy containers' engine,
+	// whose snapshots only go to sideload.Observe: that engine's other
+	// containers never feed discovery. It lists containers alone, and
+	// retries a lost connection as the main source does.
+	var proxySource *docker.Source
+	if pcli != nil && sideload != nil {
+		proxySource = docker.NewSource(pcli, docker.SourceOptions{Resync: cfg.ResyncInterval, ContainersOnly: true,
+			Logger: log.With("watching", "proxy containers")})
+	}
+	apiOpts := view.apiOptions(source, ctl, proxy, certProblems(certs, ctl))
 	if sideload != nil {
+		apiOpts = append(apiOpts, api.WithProxyContainers(proxyContainersStatus(sideload, proxySource)))
+	}
+	apiHandler := api.New(ctl, source, versionString(), log, apiOpts...)
+	// Every snapshot goes to the controller and, with proxy containers on
+	// the watched engine, to the side that configures a proxy container
+	// as soon as it appears.
+	publish := ctl.Update
+	if sideload != nil && proxySource == nil {
 		publish = func(s docker.Snapshot) {
 			ctl.Update(s)
 			sideload.Observe(s)
@@ -277,6 +306,11 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	if sideload != nil {
 		goRun("proxy containers", func() error { return sideload.Run(ctx) })
+	}
+	if proxySource != nil {
+		log.Info("proxy containers are looked for on their own engine", "proxy_docker_host", pcli.DaemonHost(),
+			"label", sideload.Stats().Label)
+		goRun("proxy docker source", func() error { return proxySource.Run(ctx, sideload.Observe) })
 	}
 	goRun("api listener", func() error { return apiServer.Serve(apiLn) })
 	reopen := reopenOnSIGUSR1(log, edge.log()) // SIGUSR1 is taken from here on

@@ -38,6 +38,7 @@ type Server struct {
 	backends func() []BackendHealth
 	reloads  func() int64
 	certs    func() []CertProblem
+	proxies  func() ProxyContainers
 	// stopping is set by ShuttingDown: /readyz then says no.
 	stopping atomic.Bool
 }
@@ -67,6 +68,14 @@ func WithReloads(f func() int64) Option { return func(s *Server) { s.reloads = f
 // WithCertProblems gives the hosts whose certificate is not served, for
 // /api/status and the dashboard.
 func WithCertProblems(f func() []CertProblem) Option { return func(s *Server) { s.certs = f } }
+
+// WithProxyContainers gives the state of the side-loaded proxy containers
+// (nginx or haproxy with target containers), for /api/status, and makes
+// /readyz say degraded while a table is applied but no proxy container
+// runs to get it.
+func WithProxyContainers(f func() ProxyContainers) Option {
+	return func(s *Server) { s.proxies = f }
+}
 
 // New builds the API handler.
 func New(c StatusSource, d DockerStatus, version string, log *slog.Logger, opts ...Option) *Server {
@@ -149,6 +158,32 @@ type StatusResponse struct {
 	// CertificateProblems are the hosts whose certificate is not served:
 	// they get the default certificate. Empty when every one is.
 	CertificateProblems []CertProblem `json:"certificate_problems"`
+	// ProxyContainers is the state of the side-loaded proxy containers;
+	// absent for a proxy Interlock runs or is itself.
+	ProxyContainers *ProxyContainers `json:"proxy_containers,omitempty"`
+}
+
+// ProxyContainers are the side-loaded proxy containers Interlock
+// configures.
+type ProxyContainers struct {
+	// Label selects them: "interlock.ext.name=nginx".
+	Label string `json:"label"`
+	// Host is the engine they are looked for on: the watched one, or
+	// --proxy-docker-host.
+	Host string `json:"host"`
+	// Targets is how many run there now; 0 means the table reaches no
+	// proxy.
+	Targets int `json:"targets"`
+	// Pushes counts files delivered to a container, Signals reload
+	// signals sent.
+	Pushes  int64 `json:"pushes"`
+	Signals int64 `json:"signals"`
+	// LastError is the last failure to deliver, check or signal; "" after
+	// a success.
+	LastError string `json:"last_error,omitempty"`
+	// Docker is the connection to Host when it is not the watched engine
+	// (--proxy-docker-host); nil when it is.
+	Docker *docker.Status `json:"docker,omitempty"`
 }
 
 // CertProblem says why a host does not get its own certificate.
@@ -174,10 +209,11 @@ func (s *Server) status() StatusResponse {
 	if s.certs != nil {
 		certs = append(certs, s.certs()...)
 	}
+	pc := s.proxyContainers()
 	return StatusResponse{
 		Version:      s.version,
 		Ready:        s.notReady(st, ds) == "",
-		Degraded:     degraded(st, ds),
+		Degraded:     degraded(st, ds, pc),
 		Docker:       ds,
 		Controller:   st,
 		Hosts:        len(st.Table.Hosts),
@@ -187,7 +223,17 @@ func (s *Server) status() StatusResponse {
 		ShuttingDown: s.stopping.Load(),
 
 		CertificateProblems: certs,
+		ProxyContainers:     pc,
 	}
+}
+
+// proxyContainers is the proxy containers' state, nil without them.
+func (s *Server) proxyContainers() *ProxyContainers {
+	if s.proxies == nil {
+		return nil
+	}
+	pc := s.proxies()
+	return &pc
 }
 
 // BackendHealth is what the driver knows of one backend address.
@@ -234,23 +280,37 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("not ready: " + why + "\n"))
 		return
 	}
-	if why := degraded(s.controller.Status(), s.docker.Status()); why != "" {
+	if why := degraded(s.controller.Status(), s.docker.Status(), s.proxyContainers()); why != "" {
 		_, _ = w.Write([]byte("degraded: " + why + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// degraded says why Interlock serves without following Docker: it lost
-// the connection after a table was applied. The proxy still serves that
-// last good table, so a load balancer must keep sending traffic; the
-// answer is 200 and says so.
-func degraded(st controller.Status, ds docker.Status) string {
-	if !st.Applied || ds.Connected {
+// degraded says why Interlock, with a table applied, is not wholly
+// working: it lost the connection to Docker (the proxy still serves that
+// last good table, so a load balancer must keep sending traffic), or no
+// side-loaded proxy container runs to get the table (pc, nil for other
+// proxies). The answer is 200 and says so; "" when neither.
+func degraded(st controller.Status, ds docker.Status, pc *ProxyContainers) string {
+	switch {
+	case !st.Applied:
 		return ""
+	case !ds.Connected:
+		return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339) +
+			"; serving the last table applied at " + st.LastApply.At.Format(time.RFC3339)
+	case pc != nil && pc.Targets == 0:
+		why := "no proxy container labelled " + pc.Label + " is running on " + pc.Host
+		if d := pc.Docker; d != nil && !d.Connected {
+			if d.LastError != "" {
+				why += " (not connected to it: " + d.LastError + ")"
+			} else {
+				why += " (not connected to it yet)"
+			}
+		}
+		return why + "; the table applied at " + st.LastApply.At.Format(time.RFC3339) + " reaches no proxy"
 	}
-	return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339) +
-		"; serving the last table applied at " + st.LastApply.At.Format(time.RFC3339)
+	return ""
 }
 
 // notReady says why Interlock is not ready, "" when it is.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,64 @@ func TestUnknownPathAndMethod(t *testing.T) {
 	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/routes", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /api/routes = %d, want 405", rec.Code)
+	}
+}
+
+// TestProxyContainers: with side-loaded proxy containers, /api/status
+// shows them, and /readyz says degraded (200) while a table is applied
+// but no proxy container runs to get it: the configuration reaches
+// nothing.
+func TestProxyContainers(t *testing.T) {
+	applied := controller.Status{Applied: true, Hash: "h", LastApply: controller.Apply{At: time.Unix(0, 0).UTC()}}
+	connected := docker.Status{Connected: true}
+	none := ProxyContainers{Label: "interlock.ext.name=nginx", Host: "tcp://10.0.0.10:2376"}
+	one := none
+	one.Targets, one.Signals = 1, 3
+	lost := none
+	lost.Host, lost.Docker = "unix:///var/run/docker.sock", &docker.Status{LastError: "dial unix: permission denied"}
+	for _, tc := range []struct {
+		name     string
+		ctl      controller.Status
+		proxies  *ProxyContainers
+		wantCode int
+		wantBody string
+	}{
+		{name: "no proxy containers to drive", ctl: applied, wantCode: 200, wantBody: "ready"},
+		{name: "a proxy container", ctl: applied, proxies: &one, wantCode: 200, wantBody: "ready"},
+		{name: "none running", ctl: applied, proxies: &none, wantCode: 200,
+			wantBody: "degraded: no proxy container labelled interlock.ext.name=nginx is running on tcp://10.0.0.10:2376; the table applied at 1970-01-01T00:00:00Z reaches no proxy"},
+		{name: "their engine unreachable", ctl: applied, proxies: &lost, wantCode: 200,
+			wantBody: "degraded: no proxy container labelled interlock.ext.name=nginx is running on unix:///var/run/docker.sock (not connected to it: dial unix: permission denied)"},
+		// Nothing applied yet: not ready, whatever the containers.
+		{name: "none running, nothing applied", ctl: controller.Status{}, proxies: &none, wantCode: 503, wantBody: "no routing table applied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []Option
+			if tc.proxies != nil {
+				opts = append(opts, WithProxyContainers(func() ProxyContainers { return *tc.proxies }))
+			}
+			s := New(fakeController{tc.ctl}, fakeDocker{connected}, "test", nil, opts...)
+			code, body := serve(t, s, "/readyz")
+			if code != tc.wantCode || !strings.Contains(body, tc.wantBody) {
+				t.Errorf("readyz = %d %q, want %d with %q", code, body, tc.wantCode, tc.wantBody)
+			}
+			_, body = serve(t, s, "/api/status")
+			var got StatusResponse
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatal(err)
+			}
+			if tc.proxies == nil {
+				if got.ProxyContainers != nil || strings.Contains(body, "proxy_containers") {
+					t.Errorf("status shows proxy_containers without any: %s", body)
+				}
+				return
+			}
+			if got.ProxyContainers == nil || !reflect.DeepEqual(*got.ProxyContainers, *tc.proxies) {
+				t.Errorf("status proxy_containers = %+v, want %+v", got.ProxyContainers, *tc.proxies)
+			}
+			if want, ok := strings.CutPrefix(tc.wantBody, "degraded: "); ok && !strings.HasPrefix(got.Degraded, want) {
+				t.Errorf("status degraded = %q, want what /readyz says: %q", got.Degraded, want)
+			}
+		})
 	}
 }

@@ -118,6 +118,14 @@ type Config struct {
 	// ProxyContainerLabel is the value of interlock.ext.name that marks the
 	// proxy containers. Default "": the driver's name, nginx or haproxy.
 	ProxyContainerLabel string
+	// ProxyDockerHost is the Docker Engine API endpoint where the
+	// side-loaded proxy containers run (nginx or haproxy target
+	// containers): one unix://PATH, tcp://HOST:PORT or npipe://PATH, such
+	// as the proxy node's own socket when DockerHost is a Swarm manager,
+	// which lists only its own node's containers. A tcp:// endpoint uses
+	// the TLS settings of DockerHost. Default "": the watched engine
+	// (the first of DockerHosts).
+	ProxyDockerHost string
 
 	// HAProxyBinary is the haproxy executable. Default "haproxy" (from
 	// PATH, else /usr/sbin).

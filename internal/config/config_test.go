@@ -153,6 +153,7 @@ func fullWant() Config {
 		NginxDelivery:        NginxVolume,
 		NginxContainerConfig: "/etc/nginx/interlock.conf",
 		ProxyContainerLabel:  "edge",
+		ProxyDockerHost:      "unix:///run/proxy-node/docker.sock",
 		HAProxyBinary:        "/usr/local/sbin/haproxy",
 		HAProxyConfig:        "/srv/haproxy/haproxy.cfg",
 		HAProxyTarget:        TargetContainers,
@@ -421,6 +422,12 @@ func TestPrecedence(t *testing.T) {
 			want: [...]string{"", "file", "", "env", "flag"},
 		},
 		{
+			// No DOCKER_* variable sets it: DOCKER_HOST is the watched
+			// engine's (TestProxyDockerHostNotFromDockerHost).
+			key: "proxy_docker_host", file: `"unix:///file.sock"`, env: "unix:///env.sock", flag: "tcp://127.0.0.1:2375",
+			want: [...]string{"", "unix:///file.sock", "", "unix:///env.sock", "tcp://127.0.0.1:2375"},
+		},
+		{
 			key: "haproxy_target", file: `"containers"`, env: "local", flag: "containers",
 			want: [...]string{"local", "containers", "", "local", "containers"},
 		},
@@ -582,6 +589,19 @@ func TestPrecedence(t *testing.T) {
 		if !covered[s.key()] {
 			t.Errorf("no precedence case for %s", s.key())
 		}
+	}
+}
+
+// TestProxyDockerHostNotFromDockerHost: DOCKER_HOST names the watched
+// engine; the proxy containers' engine stays the watched one unless
+// proxy_docker_host says otherwise.
+func TestProxyDockerHostNotFromDockerHost(t *testing.T) {
+	got, err := Load(nil, []string{"DOCKER_HOST=tcp://127.0.0.1:2376"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DockerHost != "tcp://127.0.0.1:2376" || got.ProxyDockerHost != "" {
+		t.Errorf("docker_host = %q, proxy_docker_host = %q; want DOCKER_HOST's and empty", got.DockerHost, got.ProxyDockerHost)
 	}
 }
 
@@ -751,6 +771,8 @@ func TestBadFlags(t *testing.T) {
 		{name: "backend address", args: []string{"--backend-address=[::1]"}, want: []string{"--backend-address:", "neither an IP address nor a host name"}},
 		{name: "network", args: []string{"--network=a/b"}, want: []string{"--network:", "Docker network name"}},
 		{name: "docker host", args: []string{"--docker-host=ssh://me@host"}, want: []string{"--docker-host:", "ssh:// is not supported"}},
+		{name: "proxy docker host", args: []string{"--proxy-docker-host=http://127.0.0.1:2375"}, want: []string{"--proxy-docker-host:", "use tcp://HOST:PORT instead of http://"}},
+		{name: "proxy docker host list", args: []string{"--proxy-docker-host=unix:///a.sock,unix:///b.sock"}, want: []string{"--proxy-docker-host:", "is a list"}},
 		{name: "missing config", args: []string{"--config=/nonexistent/interlock.toml"}, want: []string{"--config:", "/nonexistent/interlock.toml", "no such file"}},
 		{name: "verify on a socket", args: []string{"--tls-verify"}, want: []string{"--tls-verify is on", "docker_host is", "unix://"}},
 		{name: "cert without key", args: []string{"--tls-cert=" + filepath.Join("testdata", "certs", "cert.pem")}, want: []string{"--tls-cert is set but --tls-key is not"}},

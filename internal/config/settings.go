@@ -92,6 +92,8 @@ var settings = []setting{
 		usage: "`PATH` of nginx.conf inside the proxy containers (copy)"},
 	{flag: "proxy-container-label", kind: kindString, field: func(c *Config) any { return &c.ProxyContainerLabel },
 		usage: "`VALUE` of interlock.ext.name that marks the proxy containers; empty: the driver's name"},
+	{flag: "proxy-docker-host", kind: kindString, field: func(c *Config) any { return &c.ProxyDockerHost },
+		usage: "Docker Engine API `URL` where the side-loaded proxy containers run (unix://PATH or tcp://HOST:PORT); empty: the watched engine"},
 	{flag: "haproxy-binary", kind: kindString, field: func(c *Config) any { return &c.HAProxyBinary },
 		usage: "haproxy executable `PATH` (looked up in PATH, then /usr/sbin)"},
 	{flag: "haproxy-config", kind: kindString, field: func(c *Config) any { return &c.HAProxyConfig },

@@ -99,6 +99,9 @@ func (c Config) validate(o origins) error {
 	if c.ProxyContainerLabel != "" {
 		add("proxy_container_label", checkLabelValue(c.ProxyContainerLabel))
 	}
+	if c.ProxyDockerHost != "" {
+		add("proxy_docker_host", checkProxyDockerHost(c.ProxyDockerHost))
+	}
 	if c.Proxy == ProxyNginx {
 		for _, a := range []struct{ key, v string }{{"http_addr", c.HTTPAddr}, {"https_addr", c.HTTPSAddr}} {
 			if strings.HasSuffix(a.v, ":0") {
@@ -287,6 +290,17 @@ func checkDockerHosts(s string) (scheme string, err error) {
 		seen[h], scheme = true, sc
 	}
 	return scheme, nil
+}
+
+// checkProxyDockerHost accepts one endpoint of the docker_host grammar:
+// the engine where the proxy containers run is one engine, never a list
+// of managers.
+func checkProxyDockerHost(s string) error {
+	if strings.Contains(s, ",") {
+		return fmt.Errorf("%q is a list; want the one engine where the proxy containers run, such as %q (the proxy node's own socket, mounted into Interlock's container)", s, defaultDockerHost)
+	}
+	_, err := checkDockerHost(s)
+	return err
 }
 
 // checkDockerHost accepts unix://PATH, npipe://PATH and tcp://HOST:PORT,

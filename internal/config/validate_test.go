@@ -70,6 +70,8 @@ func TestBadConfigs(t *testing.T) {
 		{file: "haproxy_target.toml", want: []string{"haproxy_target in ", `unknown value "docker"`, "local or containers"}},
 		{file: "nginx_delivery.toml", want: []string{"nginx_delivery in ", `unknown value "rsync"`, "copy or volume"}},
 		{file: "proxy_container_label.toml", want: []string{"proxy_container_label in ", `"-x y" is not a label value`}},
+		{file: "proxy_docker_host_list.toml", want: []string{"proxy_docker_host in ", "is a list; want the one engine where the proxy containers run"}},
+		{file: "proxy_docker_host_noscheme.toml", want: []string{"proxy_docker_host in ", `"10.0.0.1:2376" has no scheme`}},
 		{file: "nginx_port_zero.toml", want: []string{"http_addr in ", "nginx needs a fixed port"}},
 		{file: "https_same_addr.toml", want: []string{"http_addr and https_addr in ", `both ":8080"`}},
 		{file: "nginx_container_config.toml", want: []string{"nginx_container_config in ", "not an absolute path"}},

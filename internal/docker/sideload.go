@@ -53,6 +53,9 @@ type SideloadOptions struct {
 
 // SideloadStats are a Sideload's counters.
 type SideloadStats struct {
+	// Label is the selector, "interlock.ext.name=nginx"; Host is the
+	// engine the proxy containers are looked for on (its DaemonHost).
+	Label, Host string
 	// Targets is the number of running proxy containers.
 	Targets int
 	// Pushes counts files delivered to a container (Reload or newcomer);
@@ -73,6 +76,8 @@ type Sideload struct {
 	cli  *client.Client
 	opts SideloadOptions
 	log  *slog.Logger
+	// label is Label=Value, host the engine's address: for Stats and logs.
+	label, host string
 
 	// op serializes work on the containers: a Reload and a newcomer push
 	// never interleave.
@@ -119,8 +124,12 @@ func NewSideload(cli *client.Client, opts SideloadOptions) *Sideload {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sideload{cli: cli, opts: opts, log: log, targets: map[string]string{}, current: map[string]bool{}, kick: make(chan struct{}, 1),
-		hostnames: map[string]string{}}
+	s := &Sideload{cli: cli, opts: opts, log: log, label: opts.Label + "=" + opts.Value,
+		targets: map[string]string{}, current: map[string]bool{}, kick: make(chan struct{}, 1), hostnames: map[string]string{}}
+	if cli != nil {
+		s.host = cli.DaemonHost()
+	}
+	return s
 }
 
 // Observe records the proxy containers running in snap and schedules a
@@ -242,8 +251,11 @@ func (s *Sideload) Reload(ctx context.Context, files map[string][]byte) error {
 		s.mu.Lock()
 		s.files, s.reloaded = maps.Clone(files), true
 		s.mu.Unlock()
-		s.log.Info("no proxy container is running; the configuration goes to the first one that starts",
-			"label", s.opts.Label+"="+s.opts.Value)
+		// Warn: nothing serves this configuration yet. On a Swarm manager
+		// that lists only its own node's containers, this is how a proxy
+		// container on another node goes unfound (--proxy-docker-host).
+		s.log.Warn("no proxy container is running; the configuration goes to the first one that starts",
+			"label", s.label, "docker_host", s.host)
 		return nil
 	}
 	if s.opts.Copy {
@@ -334,7 +346,9 @@ func (s *Sideload) Signal(ctx context.Context, id, sig string) error {
 func (s *Sideload) Stats() SideloadStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Label, st.Host = s.label, s.host
+	return st
 }
 
 func (s *Sideload) name(id string) string {

@@ -123,3 +123,35 @@ func TestSideloadObserveFilters(t *testing.T) {
 		t.Error("files given to a volume-delivery Sideload: want an error")
 	}
 }
+
+// TestSideloadNoTargetWarns: a configuration that reaches no proxy
+// container is said at Warn, with the label and the engine looked on (a
+// manager that lists only its own node's containers is the usual cause),
+// and Stats say which engine and how many targets.
+func TestSideloadNoTargetWarns(t *testing.T) {
+	cli, err := NewClient(Endpoint{Host: "tcp://192.0.2.1:2376"}) // never dialled: no target, no call
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	var logs strings.Builder
+	s := NewSideload(cli, SideloadOptions{Value: "edge", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := s.Reload(context.Background(), nil); err != nil {
+		t.Fatalf("Reload with no container = %v, want nil", err)
+	}
+	line := logs.String()
+	for _, want := range []string{"level=WARN", "no proxy container is running", `label="interlock.ext.name=edge"`, "docker_host=tcp://192.0.2.1:2376"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log %q lacks %q", line, want)
+		}
+	}
+	want := SideloadStats{Label: "interlock.ext.name=edge", Host: "tcp://192.0.2.1:2376"}
+	if got := s.Stats(); got != want {
+		t.Errorf("stats = %+v, want %+v", got, want)
+	}
+	s.Observe(Snapshot{Containers: []Container{{ID: "a", State: "running", Labels: map[string]string{"interlock.ext.name": "edge"}}}})
+	want.Targets = 1
+	if got := s.Stats(); got != want {
+		t.Errorf("stats after a proxy container showed = %+v, want %+v", got, want)
+	}
+}

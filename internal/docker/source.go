@@ -36,7 +36,11 @@ type SourceOptions struct {
 	// managers), tried in order when the one in use fails; every switch
 	// starts with a full list, like any reconnect.
 	Failover []*client.Client
-	Logger   *slog.Logger
+	// ContainersOnly watches containers alone, even on a Swarm manager:
+	// no services, tasks or nodes are listed (Snapshot.Swarm stays
+	// false). For an engine watched only for its proxy containers.
+	ContainersOnly bool
+	Logger         *slog.Logger
 }
 
 // Status describes the connection to the engine.
@@ -126,9 +130,12 @@ func (s *Source) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("connect to docker at %s: %w", cli.DaemonHost(), explainTLS(err))
 	}
 	st := newState()
-	manager, err := isManager(ctx, cli)
-	if err != nil {
-		return Snapshot{}, err
+	manager := false
+	if !s.opts.ContainersOnly {
+		var err error
+		if manager, err = isManager(ctx, cli); err != nil {
+			return Snapshot{}, err
+		}
 	}
 	if manager {
 		st.swarm = newSwarmState()
@@ -224,9 +231,11 @@ func (s *Source) session(ctx context.Context, st *state, publish func(Snapshot),
 	if err != nil {
 		return fmt.Errorf("ping: %w", explainTLS(err))
 	}
-	manager, err := call(ctx, infoTimeout, func(ctx context.Context) (bool, error) { return isManager(ctx, cli) })
-	if err != nil {
-		return err
+	manager := false
+	if !s.opts.ContainersOnly {
+		if manager, err = call(ctx, infoTimeout, func(ctx context.Context) (bool, error) { return isManager(ctx, cli) }); err != nil {
+			return err
+		}
 	}
 	types := []string{string(events.ContainerEventType), string(events.NetworkEventType)}
 	if manager {

@@ -2,8 +2,13 @@ package docker
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"reflect"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/interlock-proxy/interlock/internal/testenv"
@@ -71,5 +76,63 @@ func TestListAndInspectProjectAlike(t *testing.T) {
 	}
 	if _, ok := st.containers[c.ID]; ok {
 		t.Error("a removed container is still in the state after refresh")
+	}
+}
+
+// TestSourceContainersOnly: a Source for the proxy containers' engine lists
+// containers and nothing of the swarm, even when that engine is a manager
+// (a fake one here, which fails the test if asked for swarm state).
+func TestSourceContainersOnly(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		asked []string
+	)
+	seen := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(asked) }
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		if v, rest, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); ok && strings.HasPrefix(v, "v") {
+			path = "/" + rest // without the /v1.41 version prefix
+		}
+		mu.Lock()
+		asked = append(asked, path)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch path {
+		case "/_ping":
+			w.Header().Set("Api-Version", "1.41")
+			_, _ = w.Write([]byte("OK"))
+		case "/containers/json":
+			_, _ = w.Write([]byte(`[{"Id":"abc","Names":["/nginx"],"State":"running","Labels":{"interlock.ext.name":"nginx"}}]`))
+		case "/info":
+			_, _ = w.Write([]byte(`{"Swarm":{"LocalNodeState":"active","ControlAvailable":true}}`))
+		default:
+			http.Error(w, "not in this fake", http.StatusNotFound)
+		}
+	}))
+	defer engine.Close()
+	cli, err := NewClient(Endpoint{Host: "tcp://" + engine.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	snap, err := NewSource(cli, SourceOptions{ContainersOnly: true}).Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Swarm || len(snap.Containers) != 1 || snap.Containers[0].ID != "abc" {
+		t.Errorf("snapshot = %+v, want the one container and no swarm", snap)
+	}
+	for _, p := range seen() {
+		if p != "/_ping" && p != "/containers/json" {
+			t.Errorf("asked the engine for %s; want containers only", p)
+		}
+	}
+
+	// Without it, the same engine is a manager and its swarm is listed.
+	mu.Lock()
+	asked = nil
+	mu.Unlock()
+	if _, err := NewSource(cli, SourceOptions{}).Snapshot(context.Background()); err == nil || !slices.Contains(seen(), "/info") {
+		t.Errorf("without ContainersOnly: err %v after %v; want /info asked, then the fake's missing /nodes", err, seen())
 	}
 }

@@ -39,8 +39,9 @@ type ClusterNginxSpec struct {
 
 // RunNginx runs a container of the nginx image (NginxImage, copied into
 // the node first) on spec.Node, labelled interlock.ext.name=spec.Label, for
-// an Interlock with --nginx-target containers on the same engine to find
-// and configure. It starts on NginxBootstrap (503 for every request). The
+// an Interlock with --nginx-target containers to find and configure on
+// this node's engine: one that watches it, or one that watches a manager
+// with ClusterInterlockSpec.NodeSocket (--proxy-docker-host). It starts on NginxBootstrap (503 for every request). The
 // ports its configuration will listen on are published on the node's
 // NodeHTTPPort and NodeHTTPSPort, so run the Interlock that drives it
 // with ClusterInterlockSpec.APIOnly. The container is removed when the

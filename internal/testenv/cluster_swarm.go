@@ -256,6 +256,13 @@ type ClusterInterlockSpec struct {
 	// --docker-host tcp://IP1:2376,tcp://IP2:2376,... (their TLSHosts),
 	// so that Interlock fails over from one to the next.
 	Managers []*Node
+	// NodeSocket, with TLS, also mounts the node's own engine socket at
+	// /var/run/docker.sock (the image runs as nobody: the container gets
+	// the group that owns the socket, no root) and passes
+	// --proxy-docker-host unix:///var/run/docker.sock: Interlock watches
+	// a manager and drives the side-loaded proxy containers of its own
+	// node, which a manager does not list (Cluster.RunNginx on a worker).
+	NodeSocket bool
 	// Args follow "run --http-addr :8080 --https-addr :8443 --api-addr
 	// :8081 --log-level debug".
 	Args []string
@@ -316,6 +323,12 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 		}
 		cfg.Env = []string{"DOCKER_HOST=" + c.TLSHost, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=/certs"}
 		host.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: NodeClientCertsDir, Target: "/certs", ReadOnly: true}}
+		if spec.NodeSocket {
+			if err := mountNodeSocket(host); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Cmd = slices.Insert(cfg.Cmd, 1, "--proxy-docker-host", "unix:///var/run/docker.sock")
+		}
 		if len(spec.Managers) > 0 {
 			var hosts []string
 			for _, m := range spec.Managers {
@@ -326,17 +339,10 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 			}
 			cfg.Cmd = slices.Insert(cfg.Cmd, 1, "--docker-host", strings.Join(hosts, ","))
 		}
-	} else if len(spec.Managers) > 0 {
-		t.Fatal("RunInterlock: Managers needs TLS")
-	} else {
-		// The image runs as nobody; the node's socket belongs to the
-		// group the node image calls docker (the host socket's gid).
-		gid, err := dockerSocketGID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		host.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: "/sock/docker.sock", Target: "/var/run/docker.sock"}}
-		host.GroupAdd = []string{strconv.Itoa(gid)}
+	} else if len(spec.Managers) > 0 || spec.NodeSocket {
+		t.Fatal("RunInterlock: Managers and NodeSocket need TLS (without it Interlock watches its node's socket anyway)")
+	} else if err := mountNodeSocket(host); err != nil {
+		t.Fatal(err)
 	}
 	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{spec.Network: {}}}
 	res, err := n.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host, NetworkingConfig: netcfg})
@@ -363,6 +369,20 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 	}
 	base := func(p uint16) string { return "127.0.0.1:" + strconv.Itoa(int(n.HostPort(p))) }
 	return InterlockContainer{ID: res.ID, Proxy: "http://" + base(NodeHTTPPort), API: "http://" + base(NodeAPIPort), HTTPS: base(NodeHTTPSPort)}
+}
+
+// mountNodeSocket mounts the node's engine socket at /var/run/docker.sock
+// in a container of the Interlock image. The image runs as nobody; the
+// node's socket belongs to the group the node image calls docker (the
+// host socket's gid), which the container gets.
+func mountNodeSocket(host *container.HostConfig) error {
+	gid, err := dockerSocketGID()
+	if err != nil {
+		return err
+	}
+	host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: "/sock/docker.sock", Target: "/var/run/docker.sock"})
+	host.GroupAdd = append(host.GroupAdd, strconv.Itoa(gid))
+	return nil
 }
 
 // Logs returns the last lines of a container's output on node n.

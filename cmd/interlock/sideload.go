@@ -1,0 +1,60 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/interlock-proxy/interlock/internal/api"
+	"github.com/interlock-proxy/interlock/internal/config"
+	"github.com/interlock-proxy/interlock/internal/docker"
+)
+
+// The side-loaded proxy containers (nginx or haproxy with target
+// containers) are found, fed and signalled through the engine they run
+// on. That is the watched engine unless --proxy-docker-host names
+// another: a Swarm manager lists only its own node's containers, so an
+// Interlock on a proxy worker that watches a manager finds the nginx
+// beside it only through the worker's own engine. That engine is watched
+// by a second docker.Source whose snapshots only tell the Sideload which
+// proxy containers run; they never reach discovery.
+
+// proxyContainerTargets reports whether cfg drives side-loaded proxy
+// containers.
+func proxyContainerTargets(cfg config.Config) bool {
+	switch cfg.Proxy {
+	case config.ProxyNginx:
+		return cfg.NginxTarget == config.NginxContainers
+	case config.ProxyHAProxy:
+		return cfg.HAProxyTarget == config.TargetContainers
+	}
+	return false
+}
+
+// proxyEndpoint is the engine of --proxy-docker-host; ok is false when it
+// is unset (the proxy containers run on the watched engine). A tcp://
+// endpoint takes the TLS settings of --docker-host (--tls-*,
+// DOCKER_CERT_PATH); a local socket takes none.
+func proxyEndpoint(cfg config.Config) (e docker.Endpoint, ok bool) {
+	if cfg.ProxyDockerHost == "" {
+		return docker.Endpoint{}, false
+	}
+	e = docker.Endpoint{Host: cfg.ProxyDockerHost}
+	if strings.HasPrefix(cfg.ProxyDockerHost, "tcp://") {
+		e.CA, e.Cert, e.Key, e.Verify = cfg.TLSCA, cfg.TLSCert, cfg.TLSKey, cfg.TLSVerify
+	}
+	return e, true
+}
+
+// proxyContainersStatus reads side (and, with --proxy-docker-host, the
+// source that watches its engine; nil otherwise) for /api/status and
+// /readyz.
+func proxyContainersStatus(side *docker.Sideload, source *docker.Source) func() api.ProxyContainers {
+	return func() api.ProxyContainers {
+		st := side.Stats()
+		pc := api.ProxyContainers{Label: st.Label, Host: st.Host, Targets: st.Targets, Pushes: st.Pushes, Signals: st.Signals, LastError: st.LastError}
+		if source != nil {
+			ds := source.Status()
+			pc.Docker = &ds
+		}
+		return pc
+	}
+}
