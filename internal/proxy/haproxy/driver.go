@@ -122,6 +122,9 @@ type Stats struct {
 	// after all (a Runtime API command failed, or a server is named by a
 	// host name, which the Runtime API cannot resolve).
 	RuntimeFallbacks int64
+	// Adopted counts first applies that took over running proxy
+	// containers already serving the file, without a reload (adopt).
+	Adopted int64
 	// Draining is the number of servers in drain now; Drained counts
 	// those deleted once their connections ended, DrainTimeouts those
 	// whose connections were cut after DrainTimeout.
@@ -404,6 +407,10 @@ func (d *Driver) apply(ctx context.Context, t routing.Table) error {
 	if err != nil {
 		return d.fail(err)
 	}
+	if d.live == nil && d.opts.Mode == Volume && d.adopt(ctx, conf, view, hash, shape) {
+		d.succeed(view, conf)
+		return nil
+	}
 	if err := d.reload(ctx, conf, view, hash, shape); err != nil {
 		return d.fail(err)
 	}
@@ -499,6 +506,41 @@ func viewShape(v View) [sha256.Size]byte {
 		panic("haproxy: marshal view: " + err.Error()) // plain data only
 	}
 	return sha256.Sum256(data)
+}
+
+// adopt takes over proxy containers that already serve conf, as after a
+// restart of Interlock: the live file is conf byte for byte, its
+// certificate bundles are in place, and every running instance has
+// exactly the view's servers (admit). Then nothing is reloaded, and the
+// containers' connections, health checks and counters carry on. Otherwise
+// it reports false and the caller reloads as usual. (A container that
+// runs an older file although the file on disk is conf, because a reload
+// was lost with the previous Interlock, is caught by the servers' check
+// only when its servers differ.)
+func (d *Driver) adopt(ctx context.Context, conf []byte, v View, hash, shape string) bool {
+	old, err := os.ReadFile(d.opts.ConfigPath)
+	if err != nil || !bytes.Equal(old, conf) {
+		return false
+	}
+	if err := d.prepare(v); err != nil {
+		return false
+	}
+	ins, err := d.run.instances(ctx)
+	if err != nil || len(ins) == 0 {
+		return false
+	}
+	d.live = &live{hash: hash, shape: shape, view: viewShape(v), fileCurrent: true, backends: liveBackends(v)}
+	d.known = map[string]bool{}
+	for _, in := range ins {
+		if err := d.admit(ctx, in); err != nil {
+			d.log.Info("proxy containers not adopted: reloading them", "reason", err)
+			d.live = nil
+			return false
+		}
+	}
+	d.stats.Adopted++
+	d.log.Info("proxy containers adopted without a reload: they serve the file Interlock renders", "instances", len(ins))
+	return true
 }
 
 // reload validates conf, puts it live and (re)starts or reloads HAProxy.

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/routing"
@@ -142,6 +143,9 @@ type Stats struct {
 	Applies, Unchanged int64
 	// Reloads counts configurations put live and reloaded.
 	Reloads int64
+	// Adopted counts first applies that took over an nginx already
+	// serving the file, without a reload (mode pidfile or volume).
+	Adopted int64
 	// Failures counts Apply calls that failed (render, validation, reload).
 	Failures int64
 	// LastError is the last failure, "" after a success.
@@ -349,8 +353,18 @@ func (d *Driver) apply(ctx context.Context, t routing.Table, force bool) error {
 		d.stats.Unchanged++
 		d.table = t
 	}
+	first := d.live == nil
 	d.mu.Unlock()
 	if same {
+		return nil
+	}
+	if err == nil && first && !force && d.adopt(conf) {
+		d.mu.Lock()
+		d.live, d.table = conf, t
+		d.stats.Adopted++
+		d.stats.Bytes, d.stats.Skipped, d.stats.LastError = len(conf), skips, ""
+		d.mu.Unlock()
+		d.log.Info("nginx adopted without a reload: it serves the file Interlock renders", "mode", string(d.opts.Mode), "config", d.opts.ConfigPath)
 		return nil
 	}
 	if err == nil {
@@ -395,6 +409,31 @@ func (d *Driver) Stats() Stats {
 // configuration.
 func (d *Driver) Close(ctx context.Context) error {
 	return d.target.close(ctx)
+}
+
+// adopt reports whether the first apply may take over an nginx that
+// already serves conf, as after a restart of Interlock, instead of
+// reloading it: an nginx Interlock does not start (mode pidfile, whose
+// master is alive, or mode volume), and a live file that is conf byte for
+// byte. (A reload lost with the previous Interlock, between the file and
+// the signal, would go unnoticed until the next change; the window is the
+// time of one signal.)
+func (d *Driver) adopt(conf []byte) bool {
+	switch d.opts.Mode {
+	case PidFile:
+		pid, err := readPid(d.opts.PidFile)
+		if err != nil || syscall.Kill(pid, 0) != nil {
+			return false
+		}
+	case Volume:
+	default:
+		return false
+	}
+	old, err := os.ReadFile(d.opts.ConfigPath)
+	if err != nil || !bytes.Equal(old, conf) {
+		return false
+	}
+	return d.prepare() == nil
 }
 
 // prepare makes the state directory, the temp directory and the default
