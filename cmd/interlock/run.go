@@ -67,6 +67,9 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		return err
 	}
 	log, logLevel := newLeveledLogger(cfg, stderr)
+	if w := socketWarning(cfg, inContainer()); w != "" {
+		log.Warn(w)
+	}
 	view := newOperatorView(cfg, versionString(), log)
 
 	cli, err := docker.NewClient(endpoint(cfg))
