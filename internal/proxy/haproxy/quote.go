@@ -31,6 +31,11 @@ import (
 //	ms D        the time.Duration D as whole milliseconds (HAProxy's
 //	            default time unit), at least 1
 //	join L SEP  strings.Join
+//	servers L O the server lines of the servers L with the options O,
+//	            each on a new line indented by four spaces: "server NAME
+//	            ADDRESS [O...] [cookie C] [# CONTAINER]", every part
+//	            checked as name and word check it (one call per backend:
+//	            a range over thousands of servers is the render's cost)
 //
 // A refusal fails the render, so nothing unsafe reaches the file.
 func Funcs() template.FuncMap {
@@ -43,7 +48,55 @@ func Funcs() template.FuncMap {
 		"hostnames": hostnames,
 		"ms":        ms,
 		"join":      strings.Join,
+		"servers":   serverLines,
 	}
+}
+
+// serverLines renders the server lines of one backend, as the template's
+// range over them once did, word for word.
+func serverLines(servers []Server, opts []string) (string, error) {
+	optText := ""
+	if len(opts) > 0 {
+		w, err := words(opts)
+		if err != nil {
+			return "", err
+		}
+		optText = " " + w
+	}
+	var b strings.Builder
+	b.Grow(len(servers) * (48 + len(optText)))
+	for _, sv := range servers {
+		n, err := name(sv.Name)
+		if err != nil {
+			return "", err
+		}
+		addr, err := word(sv.Address)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("\n    server ")
+		b.WriteString(n)
+		b.WriteByte(' ')
+		b.WriteString(addr)
+		b.WriteString(optText)
+		if sv.Cookie != "" {
+			c, err := word(sv.Cookie)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(" cookie ")
+			b.WriteString(c)
+		}
+		if sv.Container != "" {
+			c, err := word(sv.Container)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(" # ")
+			b.WriteString(c)
+		}
+	}
+	return b.String(), nil
 }
 
 // word returns s when it can stand unquoted in an HAProxy configuration.
