@@ -27,6 +27,9 @@ Usage:
   interlock check --template FILE [--proxy nginx|haproxy]
                              render a sample with an nginx (default) or haproxy template and
                              validate it with nginx -t or haproxy -c
+  interlock explain NAME     ask a running Interlock why a container, service or host is
+                             routed or not: the labels it read, the routes built, the reason
+                             it was left out
   interlock version          print the version
 
 Run "interlock run -h" for the flags of run and render.
@@ -52,6 +55,8 @@ func realMain(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		err = renderCommand(ctx, rest, environ, stdout)
 	case "check":
 		err = checkCommand(ctx, rest, stdout)
+	case "explain":
+		err = explainCommand(ctx, rest, environ, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "interlock", versionString())
 	case "help", "-h", "--help":

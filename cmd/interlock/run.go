@@ -219,7 +219,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		proxySource = docker.NewSource(pcli, docker.SourceOptions{Resync: cfg.ResyncInterval, ContainersOnly: true,
 			Logger: log.With("watching", "proxy containers")})
 	}
-	apiOpts := view.apiOptions(source, ctl, proxy, certProblems(certs, ctl))
+	apiOpts := append(view.apiOptions(source, ctl, proxy, certProblems(certs, ctl)), api.WithExplain(ctl))
 	if sideload != nil {
 		apiOpts = append(apiOpts, api.WithProxyContainers(proxyContainersStatus(sideload, proxySource)))
 	}

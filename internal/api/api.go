@@ -39,6 +39,8 @@ type Server struct {
 	reloads  func() int64
 	certs    func() []CertProblem
 	proxies  func() ProxyContainers
+	// snapshots answers /api/explain (WithExplain).
+	snapshots SnapshotSource
 	// stopping is set by ShuttingDown: /readyz then says no.
 	stopping atomic.Bool
 }
@@ -86,6 +88,7 @@ func New(c StatusSource, d DockerStatus, version string, log *slog.Logger, opts 
 	s.mux.HandleFunc("GET /api/routes", s.routes)
 	s.mux.HandleFunc("GET /api/status", s.statusHandler)
 	s.mux.HandleFunc("GET /api/backends", s.backendsHandler)
+	s.mux.HandleFunc("GET /api/explain", s.explain)
 	s.mux.HandleFunc("GET /api/events", s.events)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)

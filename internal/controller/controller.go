@@ -110,6 +110,9 @@ type Controller struct {
 	// liveIDs are the containers and tasks behind the live table's
 	// backends.
 	liveIDs map[string]bool
+	// snap is the snapshot the status's problems were built from (and the
+	// live table, when it applied), for Snapshot.
+	snap docker.Snapshot
 }
 
 type pending struct {
@@ -353,6 +356,7 @@ func (c *Controller) reconcile(ctx context.Context, p pending) (bool, error) {
 	prev := c.status
 	c.status.Problems = problems
 	c.status.Restored = false // the table now comes from Docker, applied or equal
+	c.snap = p.snap
 	c.mu.Unlock()
 	c.logProblems(prev.Problems, problems)
 	if c.opts.Observer != nil {

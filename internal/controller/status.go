@@ -3,6 +3,7 @@ package controller
 import (
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/docker"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
 
@@ -41,4 +42,13 @@ func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.status
+}
+
+// Snapshot returns the Docker snapshot the last table was built from
+// (the zero Snapshot before the first): what `interlock explain` looks
+// up. It is shared and must not be modified.
+func (c *Controller) Snapshot() docker.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
 }

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -174,4 +175,18 @@ func editDistance(a, b string, limit int) int {
 		prev, cur = cur, prev
 	}
 	return min(prev[len(b)], limit)
+}
+
+// UnknownLabels explains each interlock.* label of labels that Interlock
+// does not know, as routing would (a guess at the label meant, and the
+// known ones), sorted by label: for a container that does not take part
+// because a typo hid its interlock.hostname, which Build cannot report.
+func UnknownLabels(labels map[string]string) []string {
+	var out []string
+	for _, key := range slices.Sorted(maps.Keys(labels)) {
+		if kind, _ := classify(key); kind == labelUnknown {
+			out = append(out, safeLabel(key)+": "+unknownLabelMessage(key))
+		}
+	}
+	return out
 }
