@@ -29,7 +29,8 @@ import (
 )
 
 // The data-plane benchmark: the same backend behind the three proxy drivers
-// (built-in, nginx, HAProxy), each run by its own `interlock run` process,
+// (built-in, with its net/http and its fasthttp engine, nginx, HAProxy),
+// each run by its own `interlock run` process,
 // driven by wrk over loopback. It prints one table for BENCHMARKS.md.
 //
 //	DATAPLANE_BENCH_DURATION  length of each measured run (wrk -d), default 4s
@@ -146,6 +147,12 @@ func TestDataPlaneBenchmark(t *testing.T) {
 		https := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		p := startProcess(t, append([]string{"--https-addr", https}, common...)...)
 		proxies = append(proxies, &dpProxy{name: "builtin", p: p, httpsAddr: https})
+	}
+	{
+		// The fasthttp engine for plain HTTP (HTTPS stays net/http).
+		https := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		p := startProcess(t, append([]string{"--https-addr", https, "--builtin-engine", "fasthttp"}, common...)...)
+		proxies = append(proxies, &dpProxy{name: "builtin-fasthttp", p: p, httpsAddr: https})
 	}
 	{
 		n := newNginxRun(t)

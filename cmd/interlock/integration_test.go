@@ -367,8 +367,14 @@ func TestWebSocketUpgradeThroughProxy(t *testing.T) {
 	host := hostFor(t, "ws")
 	e.Run(t, testenv.ContainerSpec{Name: "ws", Labels: labelsFor(host, "interlock.websocket_endpoint", "/ws"), PublishPort: 8000})
 	in.waitStatus(t, host, "/", http.StatusOK)
+	checkWebSocketEcho(t, strings.TrimPrefix(in.proxy, "http://"), host)
+}
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(in.proxy, "http://"))
+// checkWebSocketEcho upgrades GET /ws of host through the proxy at addr
+// and checks that the backend's echo comes back through the tunnel.
+func checkWebSocketEcho(t *testing.T, addr, host string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

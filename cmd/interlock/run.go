@@ -299,7 +299,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	if httpLn != nil {
 		// Through the proxy, for the PROXY protocol (--proxy-protocol-trusted-ips).
-		goRun("proxy listener", func() error { return tlsProxy.Serve(proxyServer, httpLn) })
+		// --builtin-engine: net/http, or fasthttp for plain HTTP/1.1 (fastengine.go).
+		goRun("proxy listener", func() error { return serveBuiltinHTTP(cfg, tlsProxy, proxyServer, httpLn) })
 	}
 	if httpsLn != nil {
 		log.Info("builtin proxy serving HTTPS", "https_addr", httpsLn.Addr().String(), "cert_dir", cfg.CertDir, "tls_profile", cfg.TLSProfile)

@@ -153,6 +153,11 @@ type Config struct {
 	// "Strict-Transport-Security: max-age=N" (whole seconds) on its HTTPS
 	// answers for ssl_only hosts. Default 0 (off); otherwise at least 1s.
 	HSTSMaxAge time.Duration
+	// BuiltinEngine is the built-in proxy's engine on the plain HTTP
+	// listener: EngineNetHTTP (default) or EngineFastHTTP (valyala/
+	// fasthttp for plain HTTP/1.1 on matched routes, net/http for the
+	// rest). HTTPS is always served by net/http.
+	BuiltinEngine string
 
 	// The built-in proxy's edge (edge.go): trusted client addresses, the
 	// access log, timeouts and limits.
@@ -303,6 +308,7 @@ func Default() Config {
 		DrainTimeout:         defaultDrainTimeout,
 
 		AccessLogFormat:         defaultAccessLogFormat,
+		BuiltinEngine:           EngineNetHTTP,
 		ClientReadHeaderTimeout: defaultClientReadHeaderTimeout,
 		ClientIdleTimeout:       defaultClientIdleTimeout,
 		BackendConnectTimeout:   defaultBackendConnectTimeout,

@@ -161,6 +161,7 @@ func fullWant() Config {
 		StatsAddr:            "[::1]:9404",
 		DrainTimeout:         45 * time.Second,
 		HSTSMaxAge:           8760 * time.Hour,
+		BuiltinEngine:        EngineFastHTTP,
 
 		ProxyProtocolTrustedIPs:      "10.0.0.0/8, 192.168.1.10",
 		ForwardedHeadersTrustedIPs:   "fd00::/8",
@@ -456,6 +457,10 @@ func TestPrecedence(t *testing.T) {
 			// The flag sets the default value: given, it still wins.
 			key: "hsts_max_age", file: `"1h"`, env: "2h", flag: "0s",
 			want: [...]string{"0s", "1h0m0s", "", "2h0m0s", "0s"},
+		},
+		{
+			key: "builtin_engine", file: `"fasthttp"`, env: "nethttp", flag: "fasthttp",
+			want: [...]string{"nethttp", "fasthttp", "", "nethttp", "fasthttp"},
 		},
 		{
 			// The flag sets the empty value: given, it still wins.

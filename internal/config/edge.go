@@ -117,6 +117,12 @@ const (
 	AccessLogJSON   = "json"
 )
 
+// The values of Config.BuiltinEngine.
+const (
+	EngineNetHTTP  = "nethttp"
+	EngineFastHTTP = "fasthttp"
+)
+
 // AccessLogStdout is the Config.AccessLog value that writes to standard
 // output.
 const AccessLogStdout = "-"
@@ -151,6 +157,7 @@ func (c Config) validateEdge(add func(key string, err error)) {
 		add(l.key, err)
 	}
 	add("access_log_format", checkOneOf(c.AccessLogFormat, AccessLogCommon, AccessLogJSON))
+	add("builtin_engine", checkOneOf(c.BuiltinEngine, EngineNetHTTP, EngineFastHTTP))
 	if strings.ContainsRune(c.AccessLog, 0) {
 		add("access_log", fmt.Errorf("%q holds a NUL byte; want a file path, \"-\" for standard output or empty for none", c.AccessLog))
 	}

@@ -108,6 +108,8 @@ var settings = []setting{
 		usage: "`DURATION` haproxy lets a stopping container finish its connections (min 1s)"},
 	{flag: "hsts-max-age", kind: kindDuration, field: func(c *Config) any { return &c.HSTSMaxAge },
 		usage: "builtin: send HSTS with this max-age `DURATION` on HTTPS answers for ssl_only hosts; 0: off"},
+	{flag: "builtin-engine", kind: kindString, field: func(c *Config) any { return &c.BuiltinEngine },
+		usage: "builtin: the plain HTTP listener's `ENGINE`: nethttp or fasthttp"},
 	{flag: "proxy-protocol-trusted-ips", kind: kindString, field: func(c *Config) any { return &c.ProxyProtocolTrustedIPs },
 		usage: "accept PROXY protocol v1/v2 on the HTTP and HTTPS listeners from these `CIDRS` (comma-separated); empty: off"},
 	{flag: "forwarded-headers-trusted-ips", kind: kindString, field: func(c *Config) any { return &c.ForwardedHeadersTrustedIPs },

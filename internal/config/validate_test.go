@@ -88,6 +88,7 @@ func TestBadConfigs(t *testing.T) {
 		{file: "forwarded_empty_entry.toml", want: []string{"forwarded_headers_trusted_ips in ", "has an empty entry", "separated by commas"}},
 		{file: "forwarded_not_ip.toml", want: []string{"forwarded_headers_trusted_ips in ", `"localhost" is neither a CIDR prefix nor an IP address`}},
 		{file: "access_log_format.toml", want: []string{"access_log_format in ", `unknown value "combined"`, "common or json"}},
+		{file: "builtin_engine.toml", want: []string{"builtin_engine in ", `unknown value "gnet"`, "nethttp or fasthttp"}},
 		{file: "client_read_header_negative.toml", want: []string{"client_read_header_timeout in ", "-1s is negative", "or 0 for no limit"}},
 		{file: "backend_connect_zero.toml", want: []string{"backend_connect_timeout in ", "is 0; want more than 0"}},
 		{file: "max_header_bytes_small.toml", want: []string{"max_header_bytes in ", "512 is out of range; want 1KiB to 64MiB", `"1MiB"`}},

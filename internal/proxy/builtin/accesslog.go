@@ -285,15 +285,36 @@ var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return 
 
 // logRequest formats rec's line and writes it.
 func (p *Proxy) logRequest(rec *accessRecord, r *http.Request) {
-	took := time.Since(rec.start)
+	p.access.writeLine(&logFields{
+		start: rec.start, took: time.Since(rec.start),
+		client: clientIP(r.RemoteAddr), method: r.Method, uri: requestURI(r), proto: r.Proto,
+		host: r.Host, path: r.URL.Path, query: r.URL.RawQuery,
+		status: rec.status(), bytes: rec.w.bytes, route: rec.route, backend: rec.backend,
+	})
+}
+
+// logFields is one access log line's values, whichever engine served the
+// request. The strings are only read while the line is formatted.
+type logFields struct {
+	start                                         time.Time
+	took                                          time.Duration
+	client, method, uri, proto, host, path, query string
+	status                                        int
+	bytes                                         int64
+	route                                         *route
+	backend                                       string
+}
+
+// writeLine formats f into a pooled buffer and writes it.
+func (l *AccessLog) writeLine(f *logFields) {
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
-	if p.access.json {
-		b = appendJSONLine(b, rec, r, took)
+	if l.json {
+		b = appendJSONLine(b, f)
 	} else {
-		b = appendCommonLine(b, rec, r, took)
+		b = appendCommonLine(b, f)
 	}
-	p.access.write(b)
+	l.write(b)
 	if cap(b) <= 64<<10 {
 		*bp = b
 		lineBuffers.Put(bp)
@@ -332,31 +353,31 @@ func requestURI(r *http.Request) string {
 //	CLIENT - - [TIME] "METHOD URI PROTO" STATUS BYTES "HOST" "ROUTE" "BACKEND" SECONDS
 //
 // with "-" for an empty field, quoted fields escaped as \" \\ and \xHH.
-func appendCommonLine(b []byte, rec *accessRecord, r *http.Request, took time.Duration) []byte {
-	b = appendCommonField(b, clientIP(r.RemoteAddr))
+func appendCommonLine(b []byte, f *logFields) []byte {
+	b = appendCommonField(b, f.client)
 	b = append(b, " - - ["...)
-	b = rec.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = f.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, `] "`...)
-	b = appendEscaped(b, r.Method)
+	b = appendEscaped(b, f.method)
 	b = append(b, ' ')
-	b = appendEscaped(b, requestURI(r))
+	b = appendEscaped(b, f.uri)
 	b = append(b, ' ')
-	b = appendEscaped(b, r.Proto)
+	b = appendEscaped(b, f.proto)
 	b = append(b, `" `...)
-	b = strconv.AppendInt(b, int64(rec.status()), 10)
+	b = strconv.AppendInt(b, int64(f.status), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, rec.w.bytes, 10)
+	b = strconv.AppendInt(b, f.bytes, 10)
 	b = append(b, ` "`...)
-	b = appendEscaped(b, r.Host)
+	b = appendEscaped(b, f.host)
 	b = append(b, `" "`...)
-	if rec.route != nil {
-		b = appendEscaped(b, rec.route.host)
-		b = appendEscaped(b, rec.route.path)
+	if f.route != nil {
+		b = appendEscaped(b, f.route.host)
+		b = appendEscaped(b, f.route.path)
 	}
 	b = append(b, `" "`...)
-	b = appendEscaped(b, rec.backend)
+	b = appendEscaped(b, f.backend)
 	b = append(b, `" `...)
-	b = strconv.AppendFloat(b, took.Seconds(), 'f', 6, 64)
+	b = strconv.AppendFloat(b, f.took.Seconds(), 'f', 6, 64)
 	return append(b, '\n')
 }
 
@@ -394,34 +415,34 @@ func appendEscaped(b []byte, s string) []byte {
 //	 "duration_ms":0.123,"route":"HOST/PATH","backend":"IP:PORT"}
 //
 // route and backend are "" when there was none.
-func appendJSONLine(b []byte, rec *accessRecord, r *http.Request, took time.Duration) []byte {
+func appendJSONLine(b []byte, f *logFields) []byte {
 	b = append(b, `{"time":"`...)
-	b = rec.start.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = f.start.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	b = append(b, `","client":`...)
-	b = appendJSONString(b, clientIP(r.RemoteAddr))
+	b = appendJSONString(b, f.client)
 	b = append(b, `,"host":`...)
-	b = appendJSONString(b, r.Host)
+	b = appendJSONString(b, f.host)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, r.Method)
+	b = appendJSONString(b, f.method)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.URL.Path)
+	b = appendJSONString(b, f.path)
 	b = append(b, `,"query":`...)
-	b = appendJSONString(b, r.URL.RawQuery)
+	b = appendJSONString(b, f.query)
 	b = append(b, `,"proto":`...)
-	b = appendJSONString(b, r.Proto)
+	b = appendJSONString(b, f.proto)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(rec.status()), 10)
+	b = strconv.AppendInt(b, int64(f.status), 10)
 	b = append(b, `,"bytes":`...)
-	b = strconv.AppendInt(b, rec.w.bytes, 10)
+	b = strconv.AppendInt(b, f.bytes, 10)
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(took)/float64(time.Millisecond), 'f', 3, 64)
+	b = strconv.AppendFloat(b, float64(f.took)/float64(time.Millisecond), 'f', 3, 64)
 	b = append(b, `,"route":"`...)
-	if rec.route != nil {
-		b = appendJSONChars(b, rec.route.host)
-		b = appendJSONChars(b, rec.route.path)
+	if f.route != nil {
+		b = appendJSONChars(b, f.route.host)
+		b = appendJSONChars(b, f.route.path)
 	}
 	b = append(b, `","backend":`...)
-	b = appendJSONString(b, rec.backend)
+	b = appendJSONString(b, f.backend)
 	return append(b, "}\n"...)
 }
 

@@ -3,12 +3,15 @@ package builtin
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // BenchmarkServeHTTP measures one proxied GET over loopback keep-alive
@@ -157,4 +160,57 @@ func newRawBackend(b *testing.B) string {
 		wg.Wait()
 	})
 	return l.Addr().String()
+}
+
+// BenchmarkServeFast measures one proxied GET through a FastServer over
+// loopback keep-alive connections against the raw backend, from parallel
+// fasthttp clients: allocs/op counts the proxy and the client.
+func BenchmarkServeFast(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts func(b *testing.B) Options
+	}{
+		{name: "loopback", opts: func(*testing.B) Options { return Options{} }},
+		{name: "loopback-metrics", opts: func(*testing.B) Options { return Options{Requests: nopRecorder{}} }},
+		{name: "loopback-accesslog", opts: func(b *testing.B) Options {
+			al, err := OpenAccessLog(AccessLogOptions{Path: "-", Stdout: io.Discard})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { al.Close() })
+			return Options{AccessLog: al}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			be := newRawBackend(b)
+			p := newTestProxy(b, bc.opts(b), nil)
+			mustApply(b, p, tableOf(hostOf("app.example", routeOf("/", be))))
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			fs := p.NewFastServer(FastOptions{})
+			go fs.Serve(ln)
+			b.Cleanup(func() { fs.Shutdown(context.Background()) })
+			hc := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 256}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(res)
+				req.SetRequestURI("http://app.example/")
+				for pb.Next() {
+					if err := hc.Do(req, res); err != nil {
+						b.Error(err)
+						return
+					}
+					if res.StatusCode() != 200 {
+						b.Errorf("status %d", res.StatusCode())
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -8,9 +8,11 @@ import "net/http"
 // engine-neutral and works on strings; an engine only turns "this request,
 // this route" into a forwarded request and a response.
 //
-// The one engine today is net/http (httpEngine). A fasthttp engine for plain
-// HTTP/1.1 would serve its own listener, call table.match and route.pick the
-// same way, and forward with one fasthttp.HostClient per backend.
+// The engine behind Proxy.ServeHTTP is net/http (httpEngine). The fasthttp
+// engine of the plain listener (FastServer, fast.go) serves its own
+// listener, calls table.match and route.pick the same way, forwards with
+// one fasthttp.HostClient per backend, and hands everything it does not
+// cover to ServeHTTP.
 type engine interface {
 	// forwarder returns the handler for requests already matched to rt.
 	// compile calls it once per route per Apply, never per request; it

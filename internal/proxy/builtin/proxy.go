@@ -155,6 +155,9 @@ type Proxy struct {
 	// ACME names last warned about while it is nil (acme.go).
 	certSource CertSource
 	acmeOff    []string
+
+	// fast holds the backend clients of FastServers (fast.go).
+	fast fastClients
 }
 
 // New returns a Proxy with an empty table.
@@ -273,6 +276,7 @@ func (p *Proxy) Apply(ctx context.Context, t routing.Table) error {
 		p.engine.closeIdle()
 	}
 	p.engine.retain(c.table)
+	p.fast.retain(p, c.table)
 	p.certCache = cache
 	p.applied = t
 	p.logCertChanges(prev.certs, c.table.certs)
@@ -399,6 +403,7 @@ func (p *Proxy) answer(w http.ResponseWriter, r *http.Request, h *host, rt *rout
 // not interrupted. Close does not stop the proxy from serving; the caller
 // owns the listener and shuts its http.Server down first.
 func (p *Proxy) Close() error {
+	p.fast.closeIdle()
 	if err := p.engine.close(); err != nil {
 		return fmt.Errorf("builtin: close: %w", err)
 	}

@@ -86,6 +86,9 @@ type route struct {
 
 	// forward is the engine's handler for requests matched to this route.
 	forward http.Handler
+	// fast holds the route's fasthttp clients (fast.go), made on its
+	// first request on a FastServer.
+	fast atomic.Pointer[fastRoute]
 }
 
 // backend is one backend of a route, with the state it shares with every
