@@ -148,6 +148,26 @@ func mix64(h uint64) uint64 {
 	return h
 }
 
+// nextAttempt picks the backend for the next attempt of a request from client:
+// the one its sticky cookie pins (pinned, -1 for none) on the first
+// attempt while it is usable, else a live one by the route's algorithm;
+// when every untried backend is ejected, the one due back first
+// (pickSoonestBack); -1 when all were tried.
+func (rt *route) nextAttempt(now int64, client string, tried []int, pinned int) int {
+	if len(tried) == 0 && pinned >= 0 && rt.usable(pinned, now, tried) {
+		return pinned
+	}
+	if i := rt.pick(now, client, tried); i >= 0 {
+		return i
+	}
+	// Every untried backend is ejected. Ejection is a guess from one
+	// failure, and the engine still lists these backends, so try the one
+	// due back first rather than fail without asking (a container whose
+	// process was not listening yet at its first request would otherwise
+	// stay dark for EjectFor).
+	return rt.pickSoonestBack(tried)
+}
+
 // pickSoonestBack returns the untried backend whose ejection ends first, or
 // -1 when every backend has been tried: the fallback when pick finds no
 // live backend.

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,16 +291,9 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, h *host, rt *route, uri [
 	pinned := rt.pinnedFast(hdr)
 	for range rt.backends {
 		now := p.clock.now()
-		i := -1
-		if len(tried) == 0 && pinned >= 0 && rt.usable(pinned, now, tried) {
-			i = pinned
-		} else {
-			i = rt.pick(now, source, tried)
-		}
+		i := rt.nextAttempt(now, source, tried, pinned)
 		if i < 0 {
-			if i = rt.pickSoonestBack(tried); i < 0 {
-				break
-			}
+			break
 		}
 		tried = append(tried, i)
 		b := &rt.backends[i]
@@ -427,22 +419,27 @@ func appendStripped(b, uri []byte, pathLen int, prefix string) []byte {
 var hopHeaders = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect"}
 
+// forEachToken calls f with each comma-separated token of the header
+// value v, trimmed, skipping empty ones: the headers a Connection header
+// names. v is copied first, since f may delete the header v points into.
+func forEachToken(v []byte, f func([]byte)) {
+	for c := append([]byte(nil), v...); len(c) > 0; {
+		var tok []byte
+		if i := bytes.IndexByte(c, ','); i >= 0 {
+			tok, c = c[:i], c[i+1:]
+		} else {
+			tok, c = c, nil
+		}
+		if tok = bytes.TrimSpace(tok); len(tok) > 0 {
+			f(tok)
+		}
+	}
+}
+
 // removeHopByHop drops the request's hop-by-hop headers and those its
 // Connection header names. Expect goes too: the body is already read.
 func removeHopByHop(hdr *fasthttp.RequestHeader) {
-	if c := hdr.Peek("Connection"); len(c) > 0 {
-		for len(c) > 0 {
-			var tok []byte
-			if i := bytes.IndexByte(c, ','); i >= 0 {
-				tok, c = c[:i], c[i+1:]
-			} else {
-				tok, c = c, nil
-			}
-			if tok = bytes.TrimSpace(tok); len(tok) > 0 {
-				hdr.DelBytes(tok)
-			}
-		}
-	}
+	forEachToken(hdr.Peek("Connection"), hdr.DelBytes)
 	for _, k := range hopHeaders {
 		hdr.Del(k)
 	}
@@ -482,19 +479,7 @@ func setForwardedFast(hdr *fasthttp.RequestHeader, client []byte, trusted bool) 
 // whatever the backend said about its own (ReverseProxy does the same).
 func relayHeaders(from, to *fasthttp.ResponseHeader) {
 	from.CopyTo(to)
-	if c := to.Peek("Connection"); len(c) > 0 {
-		for len(c) > 0 {
-			var tok []byte
-			if i := bytes.IndexByte(c, ','); i >= 0 {
-				tok, c = c[:i], c[i+1:]
-			} else {
-				tok, c = c, nil
-			}
-			if tok = bytes.TrimSpace(tok); len(tok) > 0 {
-				to.DelBytes(tok)
-			}
-		}
-	}
+	forEachToken(to.Peek("Connection"), to.DelBytes)
 	for _, k := range [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Upgrade"} {
 		to.Del(k)
 	}
@@ -510,22 +495,12 @@ func (rt *route) pinnedFast(hdr *fasthttp.RequestHeader) int {
 	if len(v) == 0 {
 		return -1
 	}
-	want, err := strconv.ParseUint(b2s(v), 16, 64)
-	if err != nil {
-		return -1
-	}
-	for i := range rt.backends {
-		if rt.backends[i].hash == want {
-			return i
-		}
-	}
-	return -1
+	return rt.backendByCookie(b2s(v))
 }
 
 // pinFast is pin for a fasthttp response.
 func (rt *route) pinFast(h *fasthttp.ResponseHeader, b *backend) {
-	c := http.Cookie{Name: rt.sticky, Value: strconv.FormatUint(b.hash, 16), Path: rt.path, HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	h.Add("Set-Cookie", c.String())
+	h.Add("Set-Cookie", rt.pinCookie(b))
 }
 
 // idempotentFast is idempotent for a fasthttp request.

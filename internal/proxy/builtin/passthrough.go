@@ -173,11 +173,9 @@ func (p *Proxy) relay(c net.Conn, rt *route, peeked []byte) {
 	tried := triedBuf[:0]
 	for range rt.backends {
 		now := p.clock.now()
-		i := rt.pick(now, client, tried)
+		i := rt.nextAttempt(now, client, tried, -1) // no cookie in a TLS stream
 		if i < 0 {
-			if i = rt.pickSoonestBack(tried); i < 0 {
-				break
-			}
+			break
 		}
 		tried = append(tried, i)
 		b := &rt.backends[i]

@@ -61,21 +61,9 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	pinned := rt.pinned(req)
 	for range rt.backends {
 		now := f.engine.clock.now()
-		i := -1
-		if len(tried) == 0 && pinned >= 0 && rt.usable(pinned, now, tried) {
-			i = pinned
-		} else {
-			i = rt.pick(now, client, tried)
-		}
+		i := rt.nextAttempt(now, client, tried, pinned)
 		if i < 0 {
-			// Every untried backend is ejected. Ejection is a guess from
-			// one failure, and the engine still lists these backends, so
-			// try the one due back first rather than fail without asking
-			// (a container whose process was not listening yet at its
-			// first request would otherwise stay dark for EjectFor).
-			if i = rt.pickSoonestBack(tried); i < 0 {
-				break
-			}
+			break
 		}
 		tried = append(tried, i)
 		b := &rt.backends[i]

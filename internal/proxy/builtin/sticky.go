@@ -19,7 +19,13 @@ func (rt *route) pinned(req *http.Request) int {
 	if err != nil {
 		return -1
 	}
-	want, err := strconv.ParseUint(c.Value, 16, 64)
+	return rt.backendByCookie(c.Value)
+}
+
+// backendByCookie returns the index of the backend whose cookie value is
+// value, or -1.
+func (rt *route) backendByCookie(value string) int {
+	want, err := strconv.ParseUint(value, 16, 64)
 	if err != nil {
 		return -1
 	}
@@ -33,6 +39,11 @@ func (rt *route) pinned(req *http.Request) int {
 
 // pin sets the cookie that sends the client back to b.
 func (rt *route) pin(res *http.Response, b *backend) {
+	res.Header.Add("Set-Cookie", rt.pinCookie(b))
+}
+
+// pinCookie is the Set-Cookie value that sends the client back to b.
+func (rt *route) pinCookie(b *backend) string {
 	c := http.Cookie{Name: rt.sticky, Value: strconv.FormatUint(b.hash, 16), Path: rt.path, HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	res.Header.Add("Set-Cookie", c.String())
+	return c.String()
 }
