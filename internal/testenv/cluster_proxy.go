@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -79,30 +78,8 @@ func (c *Cluster) RunNginx(t testing.TB, spec ClusterNginxSpec) ProxyContainer {
 		PortBindings: network.PortMap{tcpPort(httpPort): on(NodeHTTPPort), tcpPort(httpsPort): on(NodeHTTPSPort)},
 		NetworkMode:  container.NetworkMode(spec.Network),
 	}
-	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{spec.Network: {}}}
-	res, err := n.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host, NetworkingConfig: netcfg})
-	if err != nil {
-		t.Fatalf("create nginx container on %s: %v", n.Name, err)
-	}
-	t.Cleanup(func() {
-		if n.Killed() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if t.Failed() {
-			if logs, err := nodeLogs(ctx, n, res.ID); err == nil {
-				t.Logf("logs of %s on %s (tail):\n%s", name, n.Name, tail(logs, 60))
-			}
-		}
-		if _, err := n.Client.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove %s on %s: %v", name, n.Name, err)
-		}
-	})
-	if _, err := n.Client.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatalf("start nginx container on %s: %v", n.Name, err)
-	}
-	return ProxyContainer{ID: res.ID, Name: name, Ports: map[uint16]uint16{httpPort: n.HostPort(NodeHTTPPort), httpsPort: n.HostPort(NodeHTTPSPort)}}
+	id := n.runContainer(ctx, t, "nginx", name, spec.Network, cfg, host, 60)
+	return ProxyContainer{ID: id, Name: name, Ports: map[uint16]uint16{httpPort: n.HostPort(NodeHTTPPort), httpsPort: n.HostPort(NodeHTTPSPort)}}
 }
 
 // ReadFile returns the content of the regular file at path in the

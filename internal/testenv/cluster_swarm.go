@@ -344,31 +344,9 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 	} else if err := mountNodeSocket(host); err != nil {
 		t.Fatal(err)
 	}
-	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{spec.Network: {}}}
-	res, err := n.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host, NetworkingConfig: netcfg})
-	if err != nil {
-		t.Fatalf("create interlock container on %s: %v", n.Name, err)
-	}
-	t.Cleanup(func() {
-		if n.Killed() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if t.Failed() {
-			if logs, err := nodeLogs(ctx, n, res.ID); err == nil {
-				t.Logf("logs of %s on %s (tail):\n%s", name, n.Name, tail(logs, 150))
-			}
-		}
-		if _, err := n.Client.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("cleanup: remove %s on %s: %v", name, n.Name, err)
-		}
-	})
-	if _, err := n.Client.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatalf("start interlock container on %s: %v", n.Name, err)
-	}
+	id := n.runContainer(ctx, t, "interlock", name, spec.Network, cfg, host, 150)
 	base := func(p uint16) string { return "127.0.0.1:" + strconv.Itoa(int(n.HostPort(p))) }
-	return InterlockContainer{ID: res.ID, Proxy: "http://" + base(NodeHTTPPort), API: "http://" + base(NodeAPIPort), HTTPS: base(NodeHTTPSPort)}
+	return InterlockContainer{ID: id, Proxy: "http://" + base(NodeHTTPPort), API: "http://" + base(NodeAPIPort), HTTPS: base(NodeHTTPSPort)}
 }
 
 // mountNodeSocket mounts the node's engine socket at /var/run/docker.sock
@@ -393,4 +371,36 @@ func (c *Cluster) Logs(ctx context.Context, n *Node, id string) (string, error) 
 func nodeLogs(ctx context.Context, n *Node, id string) (string, error) {
 	e := &Env{Client: n.Client}
 	return e.Logs(ctx, id)
+}
+
+// runContainer creates and starts a container named name on node n,
+// attached to the network netName, and registers a cleanup that removes
+// it (unless the node was killed), logging the last logLines lines of its
+// output when the test failed. what names it in errors. It returns its ID.
+func (n *Node) runContainer(ctx context.Context, t testing.TB, what, name, netName string, cfg *container.Config, host *container.HostConfig, logLines int) string {
+	t.Helper()
+	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}}
+	res, err := n.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host, NetworkingConfig: netcfg})
+	if err != nil {
+		t.Fatalf("create %s container on %s: %v", what, n.Name, err)
+	}
+	t.Cleanup(func() {
+		if n.Killed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if t.Failed() {
+			if logs, err := nodeLogs(ctx, n, res.ID); err == nil {
+				t.Logf("logs of %s on %s (tail):\n%s", name, n.Name, tail(logs, logLines))
+			}
+		}
+		if _, err := n.Client.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove %s on %s: %v", name, n.Name, err)
+		}
+	})
+	if _, err := n.Client.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start %s container on %s: %v", what, n.Name, err)
+	}
+	return res.ID
 }
