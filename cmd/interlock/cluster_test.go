@@ -206,15 +206,18 @@ func testNodeLoss(t *testing.T, mode string) {
 	// the node's tasks, no request fails; and no request that succeeded
 	// waited on more than the unacknowledged-data timeout (3s) and two
 	// connect timeouts (1s each, to the lost node's other tasks) before
-	// another backend answered, with a second of slack.
+	// another backend answered, with slack for scheduling: a second, or
+	// four times the run's mean request time when the shared machine is
+	// that busy (a mean of 580ms was seen with a fuzzer on both cores).
 	out := killed.Add(backendsOut)
 	for _, f := range res.failures {
 		if f.start.After(out) {
 			t.Errorf("a GET that started %v after the dead backends left the table failed: %s", f.start.Sub(out).Round(time.Millisecond), f.err)
 		}
 	}
-	if res.longestOK > 6*time.Second {
-		t.Errorf("a GET that succeeded took %v across the %s", res.longestOK.Round(time.Millisecond), mode)
+	if bound := 5*time.Second + max(time.Second, 4*res.mean()); res.longestOK > bound {
+		t.Errorf("a GET that succeeded took %v across the %s (bound %v: 3s unacknowledged, two 1s connects, slack for a mean request of %v)",
+			res.longestOK.Round(time.Millisecond), mode, bound.Round(time.Millisecond), res.mean().Round(time.Millisecond))
 	}
 	// DESIGN.md invariant 7: a lost node costs no idempotent request. A
 	// GET caught on a kept-alive connection to a task of the lost node
