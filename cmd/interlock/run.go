@@ -20,6 +20,7 @@ import (
 	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/discovery"
 	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/moby/moby/client"
@@ -71,6 +72,9 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		log.Warn(w)
 	}
 	view := newOperatorView(cfg, versionString(), log)
+	if cfg.Role == config.RoleEdge {
+		return runEdge(ctx, cfg, args, environ, log, view, logLevel) // roles.go: no Docker at all
+	}
 
 	cli, err := docker.NewClient(endpoint(cfg))
 	if err != nil {
@@ -122,7 +126,17 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			c.Refresh()
 		}
 	}
-	switch cfg.Proxy {
+	// A controller's driver is the feed (roles.go); it runs no proxy.
+	var (
+		feedSrv      *feed.Server
+		dockerStatus func() docker.Status // the feed's readiness, once the source exists
+	)
+	switch driverFor(cfg) {
+	case driverFeed:
+		if feedSrv, err = newFeedServer(cfg, log, &dockerStatus); err != nil {
+			return err
+		}
+		driver, ctlOpts.SavedTable = feedSrv, "" // the edges keep the last good table
 	case config.ProxyBuiltin:
 		if edge, err = newEdge(cfg, log); err != nil {
 			return err
@@ -204,8 +218,19 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		}
 		return fmt.Errorf("--api-addr %s: %w", cfg.APIAddr, err)
 	}
+	var (
+		feedServer *http.Server
+		feedLn     net.Listener
+	)
+	if feedSrv != nil {
+		if feedServer, feedLn, err = listenFeed(cfg, feedSrv, log); err != nil {
+			apiLn.Close()
+			return err
+		}
+	}
 
 	source := docker.NewSource(cli, docker.SourceOptions{Resync: cfg.ResyncInterval, Logger: log, Failover: others})
+	dockerStatus = source.Status
 	ctl := controller.New(driver,
 		discoveryOptions(cfg),
 		ctlOpts)
@@ -317,6 +342,9 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		goRun("proxy docker source", func() error { return proxySource.Run(ctx, sideload.Observe) })
 	}
 	goRun("api listener", func() error { return apiServer.Serve(apiLn) })
+	if feedServer != nil {
+		goRun("feed listener", func() error { return feedServer.ServeTLS(feedLn, "", "") })
+	}
 	reopen := reopenOnSIGUSR1(log, edge.log()) // SIGUSR1 is taken from here on
 	goRun("access log reopen", func() error { return reopen(ctx) })
 	goRun("operator view", func() error { return view.run(ctx, source) })
@@ -325,6 +353,13 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 
 	<-ctx.Done()
 	log.Info("interlock stopping")
+	if feedServer != nil {
+		// The edges move to another controller at once (503 to the long
+		// polls); they keep serving meanwhile.
+		fctx, fcancel := context.WithTimeout(context.Background(), drainGrace)
+		_ = feedServer.Shutdown(fctx)
+		fcancel()
+	}
 	// In-flight requests get a grace period; new connections are refused.
 	shutdownCtx, done := drain(log, apiHandler, proxyServer, apiServer, proxyTLSServer)
 	defer done()

@@ -43,6 +43,9 @@ type Server struct {
 	snapshots SnapshotSource
 	// stopping is set by ShuttingDown: /readyz then says no.
 	stopping atomic.Bool
+	// upstream names where the table comes from in readiness answers:
+	// "docker", or "a controller" on an edge (WithUpstream).
+	upstream string
 }
 
 // Option adds an optional part to the API.
@@ -79,12 +82,18 @@ func WithProxyContainers(f func() ProxyContainers) Option {
 	return func(s *Server) { s.proxies = f }
 }
 
+// WithUpstream names where the table comes from, for /readyz and
+// /api/status: a socket-less edge's DockerStatus is its feed from the
+// controllers (internal/feed), and its answers say "not connected to a
+// controller" rather than "to docker". Default "docker".
+func WithUpstream(name string) Option { return func(s *Server) { s.upstream = name } }
+
 // New builds the API handler.
 func New(c StatusSource, d DockerStatus, version string, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{controller: c, docker: d, version: version, log: log, mux: http.NewServeMux()}
+	s := &Server{controller: c, docker: d, version: version, log: log, mux: http.NewServeMux(), upstream: "docker"}
 	s.mux.HandleFunc("GET /api/routes", s.routes)
 	s.mux.HandleFunc("GET /api/status", s.statusHandler)
 	s.mux.HandleFunc("GET /api/backends", s.backendsHandler)
@@ -216,7 +225,7 @@ func (s *Server) status() StatusResponse {
 	return StatusResponse{
 		Version:      s.version,
 		Ready:        s.notReady(st, ds) == "",
-		Degraded:     degraded(st, ds, pc),
+		Degraded:     degraded(st, ds, pc, s.upstream),
 		Docker:       ds,
 		Controller:   st,
 		Hosts:        len(st.Table.Hosts),
@@ -283,7 +292,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("not ready: " + why + "\n"))
 		return
 	}
-	if why := degraded(s.controller.Status(), s.docker.Status(), s.proxyContainers()); why != "" {
+	if why := degraded(s.controller.Status(), s.docker.Status(), s.proxyContainers(), s.upstream); why != "" {
 		_, _ = w.Write([]byte("degraded: " + why + "\n"))
 		return
 	}
@@ -295,12 +304,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // last good table, so a load balancer must keep sending traffic), or no
 // side-loaded proxy container runs to get the table (pc, nil for other
 // proxies). The answer is 200 and says so; "" when neither.
-func degraded(st controller.Status, ds docker.Status, pc *ProxyContainers) string {
+func degraded(st controller.Status, ds docker.Status, pc *ProxyContainers, upstream string) string {
 	switch {
 	case !st.Applied:
 		return ""
 	case !ds.Connected:
-		return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339) +
+		return "not connected to " + upstream + " (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339) +
 			"; serving the last table applied at " + st.LastApply.At.Format(time.RFC3339)
 	case pc != nil && pc.Targets == 0:
 		why := "no proxy container labelled " + pc.Label + " is running on " + pc.Host
@@ -323,9 +332,9 @@ func (s *Server) notReady(st controller.Status, ds docker.Status) string {
 		return "shutting down"
 	case !st.Applied && !ds.Connected:
 		if ds.LastError != "" {
-			return "not connected to docker (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339)
+			return "not connected to " + s.upstream + " (" + ds.LastError + ") since " + ds.Since.Format(time.RFC3339)
 		}
-		return "not connected to docker yet"
+		return "not connected to " + s.upstream + " yet"
 	case !st.Applied:
 		return "no routing table applied yet"
 	}

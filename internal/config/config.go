@@ -222,6 +222,26 @@ type Config struct {
 	// nginx and haproxy pass on (host:port, a concrete host both bind and
 	// reach). Default "127.0.0.1:8082".
 	ACMEChallengeAddr string
+
+	// Roles and the feed (roles.go, internal/feed).
+
+	// Role is RoleAll (default: watch Docker and serve traffic),
+	// RoleController (watch Docker, serve the table to edges on FeedAddr,
+	// run no proxy) or RoleEdge (follow Controllers, serve traffic with the
+	// built-in proxy, no Docker access).
+	Role string
+	// FeedAddr is the host:port a controller serves the feed on (mutual
+	// TLS). Default ":8444".
+	FeedAddr string
+	// FeedCA, FeedCert and FeedKey are PEM files: the CA that verifies the
+	// peer on both sides of the feed, and this process's certificate and
+	// key (a server certificate for a controller, a client certificate for
+	// an edge). Needed by controllers and edges. Default "" (none).
+	FeedCA, FeedCert, FeedKey string
+	// Controllers lists the controllers an edge follows, comma-separated
+	// https://HOST:PORT URLs (their FeedAddr); the edge follows one and
+	// moves to the next when it fails. Default "".
+	Controllers string
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the
@@ -320,6 +340,9 @@ func Default() Config {
 		ACMEChallenges: defaultACMEChallenges,
 
 		ACMEChallengeAddr: defaultACMEChallengeAddr,
+
+		Role:     defaultRole,
+		FeedAddr: defaultFeedAddr,
 	}
 }
 

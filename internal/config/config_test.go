@@ -184,6 +184,13 @@ func fullWant() Config {
 		ACMEChallenges: ACMEHTTP01,
 
 		ACMEChallengeAddr: "10.0.0.5:8082",
+
+		Role:        RoleController,
+		FeedAddr:    "0.0.0.0:9444",
+		FeedCA:      filepath.Join("testdata", "certs", "ca.pem"),
+		FeedCert:    filepath.Join("testdata", "certs", "cert.pem"),
+		FeedKey:     filepath.Join("testdata", "certs", "key.pem"),
+		Controllers: "https://controller1.example.com:8444,https://10.0.0.2:8444",
 	}
 }
 
@@ -542,6 +549,38 @@ func TestPrecedence(t *testing.T) {
 		{
 			key: "acme_challenge_addr", file: `"10.0.0.1:8082"`, env: "10.0.0.3:8082", flag: "10.0.0.4:8082",
 			want: [...]string{"127.0.0.1:8082", "10.0.0.1:8082", "", "10.0.0.3:8082", "10.0.0.4:8082"},
+		},
+		{
+			// The flag sets the default value: given, it still wins. The
+			// feed files and controllers are there for the roles that
+			// need them.
+			key: "role", file: `"controller"`, env: "edge", flag: "all",
+			want: [...]string{"all", "controller", "", "edge", "all"},
+			baseFile: "feed_ca = " + strconv.Quote(in(0, "ca.pem")) + "\nfeed_cert = " + strconv.Quote(in(0, "cert.pem")) +
+				"\nfeed_key = " + strconv.Quote(in(0, "key.pem")) + "\ncontrollers = \"https://127.0.0.1:8444\"",
+		},
+		{
+			key: "feed_addr", file: `":9001"`, env: "127.0.0.1:9002", flag: "[::1]:9003",
+			want: [...]string{":8444", ":9001", "", "127.0.0.1:9002", "[::1]:9003"},
+		},
+		{
+			key: "feed_ca", file: strconv.Quote(in(1, "ca.pem")), env: in(3, "ca.pem"), flag: in(4, "ca.pem"),
+			want: [...]string{"", in(1, "ca.pem"), "", in(3, "ca.pem"), in(4, "ca.pem")},
+		},
+		{
+			key: "feed_cert", file: strconv.Quote(in(1, "cert.pem")), env: in(3, "cert.pem"), flag: in(4, "cert.pem"),
+			want:     [...]string{"", in(1, "cert.pem"), "", in(3, "cert.pem"), in(4, "cert.pem")},
+			baseFile: "feed_key = " + strconv.Quote(in(0, "key.pem")), noDefault: true,
+		},
+		{
+			key: "feed_key", file: strconv.Quote(in(1, "key.pem")), env: in(3, "key.pem"), flag: in(4, "key.pem"),
+			want:     [...]string{"", in(1, "key.pem"), "", in(3, "key.pem"), in(4, "key.pem")},
+			baseFile: "feed_cert = " + strconv.Quote(in(0, "cert.pem")), noDefault: true,
+		},
+		{
+			// The flag sets the empty value: given, it still wins.
+			key: "controllers", file: `"https://controller1.example.com:8444"`, env: "https://10.0.0.2:8444,https://10.0.0.3:8444", flag: "",
+			want: [...]string{"", "https://controller1.example.com:8444", "", "https://10.0.0.2:8444,https://10.0.0.3:8444", ""},
 		},
 	}
 	covered := map[string]bool{}

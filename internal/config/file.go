@@ -131,7 +131,7 @@ func (s setting) setTOML(c *Config, v any, dir string) error {
 func (s setting) isPath() bool {
 	switch s.flag {
 	case "tls-ca", "tls-cert", "tls-key", "cert-dir", "template", "state-dir", "nginx-config", "nginx-pid-file", "access-log",
-		"acme-ca-root", "acme-storage":
+		"acme-ca-root", "acme-storage", "feed-ca", "feed-cert", "feed-key":
 		return true
 	}
 	return false

@@ -148,6 +148,18 @@ var settings = []setting{
 		usage: "ACME challenge `TYPES`, comma-separated: http-01 (on http_addr), tls-alpn-01 (on https_addr; builtin only)"},
 	{flag: "acme-challenge-addr", kind: kindString, field: func(c *Config) any { return &c.ACMEChallengeAddr },
 		usage: "nginx, haproxy: `ADDR` (host:port) where Interlock answers the ACME HTTP-01 challenges the proxy passes on"},
+	{flag: "role", kind: kindString, field: func(c *Config) any { return &c.Role },
+		usage: "`ROLE`: all (watch Docker and serve), controller (watch Docker, feed the edges) or edge (serve what the controllers feed; no Docker)"},
+	{flag: "feed-addr", kind: kindString, field: func(c *Config) any { return &c.FeedAddr },
+		usage: "controller: `HOST:PORT` the feed is served on to the edges (mutual TLS)"},
+	{flag: "feed-ca", kind: kindString, field: func(c *Config) any { return &c.FeedCA },
+		usage: "controller, edge: PEM `FILE` of the CA that verifies the other side of the feed"},
+	{flag: "feed-cert", kind: kindString, field: func(c *Config) any { return &c.FeedCert },
+		usage: "controller, edge: PEM `FILE` with this side's feed certificate (needs -feed-key)"},
+	{flag: "feed-key", kind: kindString, field: func(c *Config) any { return &c.FeedKey },
+		usage: "controller, edge: PEM `FILE` with the private key of -feed-cert"},
+	{flag: "controllers", kind: kindString, field: func(c *Config) any { return &c.Controllers },
+		usage: "edge: the controllers' feed `URLS`, comma-separated https://HOST:PORT, followed one at a time"},
 }
 
 // Names of the settings that are neither a TOML key nor a Config field of

@@ -132,6 +132,7 @@ func (c Config) validate(o origins) error {
 	}
 	c.validateEdge(add)
 	c.validateACME(add)
+	errs = append(errs, c.validateRoles(o)...)
 	if c.Proxy == ProxyHAProxy {
 		// HAProxy's own listeners: each needs a fixed port (the file names
 		// it) and an address of its own. For the other drivers these

@@ -118,8 +118,11 @@ type Controller struct {
 type pending struct {
 	snap docker.Snapshot
 	at   time.Time
-	// built is snap's table, when the loop built it early (CheapApplier).
+	// built is snap's table, when the loop built it early (CheapApplier),
+	// or the table itself when fed (UpdateTable).
 	built *built
+	// fed: the table came whole through UpdateTable; snap is empty.
+	fed bool
 }
 
 type built struct {
@@ -157,7 +160,22 @@ func New(driver Driver, disc discovery.Options, opts Options) *Controller {
 // Update hands the loop a new snapshot. It never blocks: a snapshot the
 // loop has not taken yet is replaced, since only the newest matters.
 func (c *Controller) Update(snap docker.Snapshot) {
-	p := pending{snap: snap, at: time.Now()}
+	c.put(pending{snap: snap, at: time.Now()})
+}
+
+// UpdateTable hands the loop a table that was built elsewhere: a socket-less
+// edge's table from a controller's feed (internal/feed), normalized and
+// checked against its hash. It is applied like a table built from a
+// snapshot (same hash as the live table: nothing to do), with no problems
+// and no snapshot of its own, at once (Quiet still applies). Like Update,
+// it never blocks, and the newest wins.
+func (c *Controller) UpdateTable(t routing.Table) {
+	c.put(pending{at: time.Now(), built: &built{table: t}, fed: true})
+}
+
+// put stores p in the one-slot mailbox, replacing what the loop has not
+// taken yet.
+func (c *Controller) put(p pending) {
 	for {
 		select {
 		case c.mailbox <- p:
@@ -251,13 +269,16 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			next = &p
 			wait := c.quietFor(churn)
-			if c.takesLiveBackend(p.snap) {
+			if p.fed {
+				// A fed table was debounced where it was built.
+				wait = c.opts.Quiet
+			} else if c.takesLiveBackend(p.snap) {
 				wait = c.opts.Quiet
 				deadline = minTime(deadline, time.Now().Add(c.opts.Quiet))
 			}
 			// Only a lone change: in a burst, folding still saves a
 			// validation of the file per change.
-			if cheap != nil && wait > 0 && calm && buildCost < cheapCheckBudget {
+			if cheap != nil && !p.fed && wait > 0 && calm && buildCost < cheapCheckBudget {
 				start := time.Now()
 				table, problems := discovery.Build(p.snap, c.discovery)
 				buildCost = time.Since(start)

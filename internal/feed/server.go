@@ -1,0 +1,207 @@
+package feed
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/interlock-proxy/interlock/internal/routing"
+)
+
+// DefaultMaxWait caps how long the server holds a request for a change.
+const DefaultMaxWait = 30 * time.Second
+
+// ServerOptions tune a Server. Zero values take the documented defaults.
+type ServerOptions struct {
+	// MaxWait caps the wait a client asks for. Default DefaultMaxWait.
+	MaxWait time.Duration
+	// Ready, when set, says why the server should not be followed now
+	// (its Docker connection is lost, say): a non-nil error is answered
+	// 503 with its text, and edges move to another controller. nil: ready
+	// whenever it holds a table.
+	Ready  func() error
+	Logger *slog.Logger
+}
+
+// Server is a controller's side of the feed. It is the controller's
+// driver (Name, Apply): every table put live becomes the next version,
+// and the http.Handler serves it on Path. Before the first Apply it
+// answers 503: an edge never gets an empty table from a controller that
+// has not heard from Docker yet.
+type Server struct {
+	opts ServerOptions
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// body and version are the live snapshot ("" before the first).
+	body    []byte
+	version string
+	// changed is closed, and replaced, at every new version or Close.
+	changed chan struct{}
+	closed  bool
+	stats   ServerStats
+}
+
+// ServerStats counts what the server did.
+type ServerStats struct {
+	// Version is the live version, "" before the first table.
+	Version string `json:"version"`
+	// Size is the live snapshot's size in bytes: what one change costs
+	// per edge.
+	Size int `json:"size"`
+	// Versions counts the tables applied; Sent the snapshots sent, and
+	// SentBytes their bytes; NotModified the waits that ended unchanged.
+	Versions    int64 `json:"versions"`
+	Sent        int64 `json:"sent"`
+	SentBytes   int64 `json:"sent_bytes"`
+	NotModified int64 `json:"not_modified"`
+	// Waiting is the number of requests held now.
+	Waiting int `json:"waiting"`
+}
+
+// NewServer returns a server with no table yet.
+func NewServer(opts ServerOptions) *Server {
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{opts: opts, log: log, changed: make(chan struct{})}
+}
+
+// Name is the driver's name.
+func (s *Server) Name() string { return "feed" }
+
+// Apply makes t the live version and wakes the waiting requests. It
+// cannot fail but for a table that does not encode.
+func (s *Server) Apply(_ context.Context, t routing.Table) error {
+	body, version, err := Encode(t)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version == s.version {
+		return nil
+	}
+	s.body, s.version = body, version
+	s.stats.Versions++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// Close answers every waiting request, now and to come, with 503, so that
+// edges move to another controller at once instead of waiting for a
+// connection that is going away. Give it to http.Server.RegisterOnShutdown.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.changed)
+	}
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Version, st.Size = s.version, len(s.body)
+	return st
+}
+
+// ServeHTTP answers GET Path?after=VERSION&wait=DURATION: at once with the
+// live snapshot when its version is not after; otherwise when it changes,
+// or with 304 after the wait (at most MaxWait). 503 (text) while the
+// server has no table, is not ready, or is shutting down.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != Path {
+		http.Error(w, "not found: the feed is GET "+Path, http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	q := r.URL.Query()
+	after := q.Get("after")
+	wait := s.opts.MaxWait
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			http.Error(w, "wait="+strconv.Quote(v)+" is not a duration such as 30s", http.StatusBadRequest)
+			return
+		}
+		wait = min(d, s.opts.MaxWait)
+	}
+	w.Header().Set("Interlock-Feed-Protocol", strconv.Itoa(Protocol))
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	waiting := false
+	defer func() {
+		if waiting {
+			s.mu.Lock()
+			s.stats.Waiting--
+			s.mu.Unlock()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		body, version, changed, closed := s.body, s.version, s.changed, s.closed
+		s.mu.Unlock()
+		switch {
+		case closed:
+			http.Error(w, "controller shutting down", http.StatusServiceUnavailable)
+			return
+		case version == "":
+			http.Error(w, "controller has no routing table yet (Docker has not answered)", http.StatusServiceUnavailable)
+			return
+		}
+		if s.opts.Ready != nil {
+			if err := s.opts.Ready(); err != nil {
+				http.Error(w, "controller not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		if version != after {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", strconv.Quote(version))
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_, err := w.Write(body)
+			s.mu.Lock()
+			s.stats.Sent++
+			s.stats.SentBytes += int64(len(body))
+			s.mu.Unlock()
+			if err != nil {
+				s.log.Debug("feed: write snapshot", "remote", r.RemoteAddr, "error", err)
+			}
+			return
+		}
+		if !waiting {
+			waiting = true
+			s.mu.Lock()
+			s.stats.Waiting++
+			s.mu.Unlock()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			s.mu.Lock()
+			s.stats.NotModified++
+			s.mu.Unlock()
+			w.Header().Set("ETag", strconv.Quote(version))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
