@@ -221,7 +221,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		calm bool
 	)
 	if c.opts.SavedTable != "" {
-		go c.saveLoop(ctx)
+		// Run returns only once the saver has: no write after the caller
+		// is done with the state directory.
+		saved := make(chan struct{})
+		go func() { defer close(saved); c.saveLoop(ctx) }()
+		defer func() { <-saved }()
 		c.restoreSaved(ctx)
 	}
 	cheap, _ := c.driver.(CheapApplier)
