@@ -1,10 +1,13 @@
 package feed
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,9 +39,12 @@ type Server struct {
 	log  *slog.Logger
 
 	mu sync.Mutex
-	// body and version are the live snapshot ("" before the first).
-	body    []byte
-	version string
+	// body and version are the live snapshot ("" before the first);
+	// gzipped is body compressed once, for the clients that accept it
+	// (Go's transport asks for gzip by itself): a table's JSON repeats
+	// its field names and address prefixes, and shrinks about tenfold.
+	body, gzipped []byte
+	version       string
 	// changed is closed, and replaced, at every new version or Close.
 	changed chan struct{}
 	closed  bool
@@ -49,9 +55,10 @@ type Server struct {
 type ServerStats struct {
 	// Version is the live version, "" before the first table.
 	Version string `json:"version"`
-	// Size is the live snapshot's size in bytes: what one change costs
-	// per edge.
-	Size int `json:"size"`
+	// Size is the live snapshot's size in bytes, and GzipSize the same
+	// compressed: what one change costs per edge.
+	Size     int `json:"size"`
+	GzipSize int `json:"gzip_size"`
 	// Versions counts the tables applied; Sent the snapshots sent, and
 	// SentBytes their bytes; NotModified the waits that ended unchanged.
 	Versions    int64 `json:"versions"`
@@ -85,11 +92,22 @@ func (s *Server) Apply(_ context.Context, t routing.Table) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if version == s.version {
+	same := version == s.version
+	s.mu.Unlock()
+	if same {
 		return nil
 	}
-	s.body, s.version = body, version
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	if _, err := zw.Write(body); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.body, s.gzipped, s.version = body, gz.Bytes(), version
 	s.stats.Versions++
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -113,7 +131,7 @@ func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Version, st.Size = s.version, len(s.body)
+	st.Version, st.Size, st.GzipSize = s.version, len(s.body), len(s.gzipped)
 	return st
 }
 
@@ -155,7 +173,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	for {
 		s.mu.Lock()
-		body, version, changed, closed := s.body, s.version, s.changed, s.closed
+		body, gzipped, version, changed, closed := s.body, s.gzipped, s.version, s.changed, s.closed
 		s.mu.Unlock()
 		switch {
 		case closed:
@@ -174,6 +192,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if version != after {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("ETag", strconv.Quote(version))
+			w.Header().Add("Vary", "Accept-Encoding")
+			if acceptsGzip(r) {
+				w.Header().Set("Content-Encoding", "gzip")
+				body = gzipped
+			}
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 			_, err := w.Write(body)
 			s.mu.Lock()
@@ -204,4 +227,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// acceptsGzip reports whether r's Accept-Encoding lists gzip (without
+// q=0).
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(params, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
