@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -66,6 +67,35 @@ func TestDockerOutageUnderLoad(t *testing.T) {
 			if failed != 0 || total < 400 {
 				t.Errorf("%d of %d requests failed (want none, of at least 400); first: %v", failed, total, firsts)
 			}
+		})
+	}
+}
+
+// TestConfigChurnUnderLoad: the built-in proxy and HAProxy (nginx:
+// TestNginxReloadUnderLoad) keep a stable host answering every request
+// while 50 other containers come and go, 100 table changes.
+func TestConfigChurnUnderLoad(t *testing.T) {
+	e := needDocker(t)
+	for _, driver := range []string{"builtin", "haproxy"} {
+		t.Run(driver, func(t *testing.T) {
+			stable := hostFor(t, "stable")
+			var in *instance
+			var run func(name string, labels map[string]string) testenv.Container
+			switch driver {
+			case "builtin":
+				run = func(name string, labels map[string]string) testenv.Container {
+					return e.Run(t, testenv.ContainerSpec{Name: name, Labels: labels, PublishPort: 8000})
+				}
+				run("stable", labelsFor(stable))
+				in = startInterlock(t)
+			case "haproxy":
+				h := newHAProxyRun(t, e)
+				run = func(name string, labels map[string]string) testenv.Container { return h.container(t, e, name, labels, nil) }
+				run("stable", labelsFor(stable))
+				in = h.start(t)
+			}
+			in.waitStatus(t, stable, "/fast", http.StatusOK)
+			churnUnderLoad(t, in, stable, run, func(id string) error { return e.Remove(context.Background(), id) })
 		})
 	}
 }

@@ -602,7 +602,19 @@ func TestNginxReloadUnderLoad(t *testing.T) {
 	e.Run(t, testenv.ContainerSpec{Name: "stable", Labels: labelsFor(stable), PublishPort: 8000})
 	in := startInterlock(t, n.args()...)
 	in.waitStatus(t, stable, "/fast", http.StatusOK)
+	churnUnderLoad(t, in, stable, func(name string, labels map[string]string) testenv.Container {
+		return e.Run(t, testenv.ContainerSpec{Name: name, Labels: labels, PublishPort: 8000})
+	}, func(id string) error { return e.Remove(context.Background(), id) })
+	if reloads := strings.Count(in.logs.String(), "nginx reloaded"); reloads < 3 {
+		t.Errorf("only %d reloads: the churn did not exercise reloads", reloads)
+	}
+}
 
+// churnUnderLoad sends 200 requests/s through in to the host stable while
+// 50 containers of other hosts start (run) and go (remove): 100 changes
+// of the table in well under a minute. Not one request may fail.
+func churnUnderLoad(t *testing.T, in *instance, stable string, run func(name string, labels map[string]string) testenv.Container, remove func(id string) error) {
+	t.Helper()
 	l := startRateLoad(strings.TrimPrefix(in.proxy, "http://"), stable, 200)
 	start := time.Now()
 	const churn, workers = 50, 5
@@ -613,7 +625,7 @@ func TestNginxReloadUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < churn; i += workers {
-				c := e.Run(t, testenv.ContainerSpec{Name: fmt.Sprintf("churn%d", i), Labels: labelsFor(hostFor(t, fmt.Sprintf("churn%d", i))), PublishPort: 8000})
+				c := run(fmt.Sprintf("churn%d", i), labelsFor(hostFor(t, fmt.Sprintf("churn%d", i))))
 				ids <- c.ID
 			}
 		}()
@@ -626,7 +638,7 @@ func TestNginxReloadUnderLoad(t *testing.T) {
 		stops.Add(1)
 		go func() {
 			defer stops.Done()
-			if err := e.Remove(context.Background(), id); err != nil {
+			if err := remove(id); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -634,14 +646,11 @@ func TestNginxReloadUnderLoad(t *testing.T) {
 	stops.Wait()
 	in.waitStatus(t, hostFor(t, "churn0"), "/fast", http.StatusNotFound)
 	total, failed, firsts := l.Stop()
-	reloads := strings.Count(in.logs.String(), "nginx reloaded")
-	t.Logf("reload under load: %d requests in %s at 200/s, %d failed; %d nginx reloads while %d containers came and went",
-		total, time.Since(start).Round(time.Millisecond), failed, reloads, churn)
+	st, _ := in.status(t)
+	t.Logf("under load: %d requests in %s at 200/s, %d failed; %d applies while %d containers came and went",
+		total, time.Since(start).Round(time.Millisecond), failed, st.Controller.Applies, churn)
 	if failed != 0 {
-		t.Errorf("%d of %d requests failed during reloads; first: %v", failed, total, firsts)
-	}
-	if reloads < 3 {
-		t.Errorf("only %d reloads: the churn did not exercise reloads", reloads)
+		t.Errorf("%d of %d requests failed while the table changed; first: %v", failed, total, firsts)
 	}
 }
 
