@@ -90,7 +90,9 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 				in = startInterlock(t)
 			case "haproxy":
 				h := newHAProxyRun(t, e)
-				run = func(name string, labels map[string]string) testenv.Container { return h.container(t, e, name, labels, nil) }
+				run = func(name string, labels map[string]string) testenv.Container {
+					return h.container(t, e, name, labels, nil)
+				}
 				run("stable", labelsFor(stable))
 				in = h.start(t)
 			}
