@@ -101,6 +101,14 @@ func TestRolesControllersFeedEdge(t *testing.T) {
 	if st := apiStatus(t, edge); st.Docker.Host != url1 || !st.Docker.Connected || readyz(edge) != "200 ready" {
 		t.Fatalf("edge follows %q (connected %v), readyz %q; want %s, ready", st.Docker.Host, st.Docker.Connected, readyz(edge), url1)
 	}
+	// Controller 1 counts what it sent the edge.
+	m := c1.scrape(t)
+	if v, ok := sample(m, "interlock_feed_snapshots_sent_total", nil); !ok || v < 1 {
+		t.Errorf("interlock_feed_snapshots_sent_total = %v (found %v), want at least 1", v, ok)
+	}
+	if v, ok := sample(m, "interlock_feed_snapshot_bytes", labels("encoding", "gzip")); !ok || v <= 0 {
+		t.Errorf("interlock_feed_snapshot_bytes{encoding=gzip} = %v (found %v), want the live snapshot's size", v, ok)
+	}
 
 	// Controller 1 stops under load.
 	load := startRateLoad(strings.TrimPrefix(edge.proxy, "http://"), host, 50)

@@ -137,6 +137,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			return err
 		}
 		driver, ctlOpts.SavedTable = feedSrv, "" // the edges keep the last good table
+		view.metrics.WatchFeed(feedSrv.Stats)
 	case config.ProxyBuiltin:
 		if edge, err = newEdge(cfg, log); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -171,4 +172,32 @@ func boolValue(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+var (
+	feedVersions    = desc("feed", "versions_total", "Tables a controller made available to its edges.")
+	feedSent        = desc("feed", "snapshots_sent_total", "Snapshots sent to edges.")
+	feedSentBytes   = desc("feed", "sent_bytes_total", "Bytes of the snapshots sent to edges, as sent (gzipped for edges that accept it).")
+	feedNotModified = desc("feed", "not_modified_total", "Long polls of edges that ended without a change (304).")
+	feedWaiting     = desc("feed", "waiting_edges", "Long polls of edges held now, waiting for a change.")
+	feedSnapshot    = desc("feed", "snapshot_bytes", "Size of the live snapshot: what one change costs per edge, by encoding (json, gzip).", "encoding")
+)
+
+type feedCollector struct{ stats func() feed.ServerStats }
+
+func (c feedCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{feedVersions, feedSent, feedSentBytes, feedNotModified, feedWaiting, feedSnapshot} {
+		ch <- d
+	}
+}
+
+func (c feedCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(feedVersions, prometheus.CounterValue, float64(st.Versions))
+	ch <- prometheus.MustNewConstMetric(feedSent, prometheus.CounterValue, float64(st.Sent))
+	ch <- prometheus.MustNewConstMetric(feedSentBytes, prometheus.CounterValue, float64(st.SentBytes))
+	ch <- prometheus.MustNewConstMetric(feedNotModified, prometheus.CounterValue, float64(st.NotModified))
+	ch <- prometheus.MustNewConstMetric(feedWaiting, prometheus.GaugeValue, float64(st.Waiting))
+	ch <- prometheus.MustNewConstMetric(feedSnapshot, prometheus.GaugeValue, float64(st.Size), "json")
+	ch <- prometheus.MustNewConstMetric(feedSnapshot, prometheus.GaugeValue, float64(st.GzipSize), "gzip")
 }

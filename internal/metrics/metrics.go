@@ -24,6 +24,7 @@ import (
 
 	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -181,6 +182,10 @@ func (m *Metrics) WatchController(c ControllerSource) {
 // WatchBuiltin exports the built-in proxy's per-backend and error
 // counters, read at every scrape.
 func (m *Metrics) WatchBuiltin(p BuiltinSource) { m.reg.MustRegister(builtinCollector{p}) }
+
+// WatchFeed exports a controller's feed counters (--role controller),
+// read at every scrape.
+func (m *Metrics) WatchFeed(stats func() feed.ServerStats) { m.reg.MustRegister(feedCollector{stats}) }
 
 // WatchCertProblems exports the hosts whose certificate is not served,
 // read at every scrape: the built-in proxy's, or nginx's and haproxy's.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/docker"
+	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 )
@@ -230,6 +231,36 @@ func TestCertCollector(t *testing.T) {
 interlock_certificate_problems{host="a.example",reason="name_mismatch"} 1
 interlock_certificate_problems{host="b.example",reason="expired"} 1
 interlock_certificate_problems{host="c.example",reason="acme_failed"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestFeedCollector(t *testing.T) {
+	c := feedCollector{func() feed.ServerStats {
+		return feed.ServerStats{Version: "abc", Size: 1581871, GzipSize: 91204, Versions: 3, Sent: 7, SentBytes: 638428, NotModified: 2, Waiting: 4}
+	}}
+	want := `
+# HELP interlock_feed_not_modified_total Long polls of edges that ended without a change (304).
+# TYPE interlock_feed_not_modified_total counter
+interlock_feed_not_modified_total 2
+# HELP interlock_feed_sent_bytes_total Bytes of the snapshots sent to edges, as sent (gzipped for edges that accept it).
+# TYPE interlock_feed_sent_bytes_total counter
+interlock_feed_sent_bytes_total 638428
+# HELP interlock_feed_snapshot_bytes Size of the live snapshot: what one change costs per edge, by encoding (json, gzip).
+# TYPE interlock_feed_snapshot_bytes gauge
+interlock_feed_snapshot_bytes{encoding="gzip"} 91204
+interlock_feed_snapshot_bytes{encoding="json"} 1.581871e+06
+# HELP interlock_feed_snapshots_sent_total Snapshots sent to edges.
+# TYPE interlock_feed_snapshots_sent_total counter
+interlock_feed_snapshots_sent_total 7
+# HELP interlock_feed_versions_total Tables a controller made available to its edges.
+# TYPE interlock_feed_versions_total counter
+interlock_feed_versions_total 3
+# HELP interlock_feed_waiting_edges Long polls of edges held now, waiting for a change.
+# TYPE interlock_feed_waiting_edges gauge
+interlock_feed_waiting_edges 4
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)
