@@ -486,6 +486,12 @@ func startManagerCluster(t *testing.T, e *testenv.Env, replicas uint64) *manager
 	c := e.Cluster(t, testenv.ClusterSpec{
 		Managers: 3, Workers: 2, TLS: true,
 		NodeLabels: map[string]map[string]string{"worker1": {"role": "proxy"}},
+		// Docker's default heartbeat, as in production: with the 1 s the
+		// node-loss tests use, the leader elected after an 18 s election
+		// sometimes took the live nodes for lost and replaced every task
+		// of the service at once, new IPs and all, which is a node loss
+		// on top of the manager loss this test is about.
+		Heartbeat: 5 * time.Second,
 	})
 	mc := &managerCluster{c: c, replicas: replicas}
 	mc.ov = c.Overlay(t)
