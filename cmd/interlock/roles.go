@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/api"
@@ -136,15 +134,7 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	apiOpts := append(view.apiOptions(upstream, ctl, p, nil), api.WithUpstream("a controller"))
 	apiHandler := api.New(ctl, upstream, versionString(), log, apiOpts...)
 	proxyServer := serverLimits(cfg, &http.Server{Handler: p, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)})
-	proxyTLSServer := &http.Server{
-		Handler:           p,
-		TLSConfig:         p.TLSConfig(),
-		ReadHeaderTimeout: proxyServer.ReadHeaderTimeout,
-		ReadTimeout:       proxyServer.ReadTimeout,
-		IdleTimeout:       proxyServer.IdleTimeout,
-		MaxHeaderBytes:    proxyServer.MaxHeaderBytes,
-		ErrorLog:          proxyServer.ErrorLog,
-	}
+	proxyTLSServer := tlsServer(p, proxyServer)
 	apiServer := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second}
 	apiServer.RegisterOnShutdown(apiHandler.CloseStreams)
 
@@ -153,25 +143,8 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
-	goRun := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				errMu.Unlock()
-				cancel()
-			}
-		}()
-	}
+	g := &tasks{cancel: cancel}
+	goRun := g.run
 	// The controller loop first: it puts the last good table live while
 	// the feed has not answered yet.
 	goRun("controller", func() error { return ctl.Run(ctx) })
@@ -189,6 +162,5 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	log.Info("interlock stopping")
 	_, done := drain(log, apiHandler, proxyServer, apiServer, proxyTLSServer)
 	defer done()
-	wg.Wait()
-	return firstErr
+	return g.wait()
 }

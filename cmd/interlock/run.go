@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -271,15 +270,7 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	// timeouts, certificates by SNI from the live table (nil otherwise).
 	var proxyTLSServer *http.Server
 	if tlsProxy != nil {
-		proxyTLSServer = &http.Server{
-			Handler:           proxy,
-			TLSConfig:         tlsProxy.TLSConfig(),
-			ReadHeaderTimeout: proxyServer.ReadHeaderTimeout,
-			ReadTimeout:       proxyServer.ReadTimeout,
-			IdleTimeout:       proxyServer.IdleTimeout,
-			MaxHeaderBytes:    proxyServer.MaxHeaderBytes,
-			ErrorLog:          proxyServer.ErrorLog, // handshake failures, at Debug
-		}
+		proxyTLSServer = tlsServer(tlsProxy, proxyServer)
 	}
 	apiServer := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 10 * time.Second}
 	apiServer.RegisterOnShutdown(apiHandler.CloseStreams) // else Shutdown waits for /api/events
@@ -290,25 +281,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
-	goRun := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				errMu.Unlock()
-				cancel()
-			}
-		}()
-	}
+	g := &tasks{cancel: cancel}
+	goRun := g.run
 	goRun("docker source", func() error { return source.Run(ctx, publish) })
 	goRun("controller", func() error { return ctl.Run(ctx) })
 	if certs != nil && certs.labels != nil {
@@ -364,13 +338,13 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	// In-flight requests get a grace period; new connections are refused.
 	shutdownCtx, done := drain(log, apiHandler, proxyServer, apiServer, proxyTLSServer)
 	defer done()
-	wg.Wait()
+	err = g.wait()
 	// The loop has stopped: no apply can race the driver's end (a
 	// supervised nginx or haproxy finishes its requests and exits).
 	if err := closeDriver(shutdownCtx); err != nil {
 		log.Warn("proxy driver did not stop cleanly", "driver", driver.Name(), "error", err)
 	}
-	return firstErr
+	return err
 }
 
 func renderCommand(ctx context.Context, args, environ []string, stdout io.Writer) error {
