@@ -108,7 +108,9 @@ func (a *driverACME) File(name string) string {
 // side-loaded proxy shares with Interlock.
 func acmeExportDir(cfg config.Config) (string, error) {
 	dir := filepath.Join(cfg.StateDir, cfg.Proxy)
-	if cfg.Proxy == config.ProxyNginx && cfg.NginxConfig != "" {
+	if cfg.Role == config.RoleController {
+		dir = filepath.Join(cfg.StateDir, driverFeed)
+	} else if cfg.Proxy == config.ProxyNginx && cfg.NginxConfig != "" {
 		dir = filepath.Dir(cfg.NginxConfig)
 	}
 	dir, err := filepath.Abs(filepath.Join(dir, "acme"))
@@ -157,7 +159,7 @@ func newDriverACME(cfg config.Config, log *slog.Logger, serve bool, onExport fun
 			log.Error("ACME challenge responder stopped: HTTP-01 challenges fail until Interlock restarts", "addr", cfg.ACMEChallengeAddr, "error", err)
 		}
 	}()
-	log.Info("ACME for the "+cfg.Proxy+" driver: HTTP-01 challenges passed to Interlock, certificates exported for the proxy",
+	log.Info("ACME for the "+driverFor(cfg)+" driver: HTTP-01 challenges passed to Interlock, certificates exported for the proxy",
 		"challenge_addr", cfg.ACMEChallengeAddr, "export_dir", dir)
 	return a, func() {
 		a.responder.Close()

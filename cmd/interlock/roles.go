@@ -6,6 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/interlock-proxy/interlock/internal/api"
@@ -14,6 +18,7 @@ import (
 	"github.com/interlock-proxy/interlock/internal/docker"
 	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
+	"github.com/interlock-proxy/interlock/internal/routing"
 )
 
 // The roles of `interlock run` (--role, internal/feed). all is runCommand
@@ -34,31 +39,149 @@ func driverFor(cfg config.Config) string {
 	return cfg.Proxy
 }
 
-// newFeedServer is a controller's driver. A controller that is not
-// connected to Docker is not followed (503): edges move to one that is,
-// or keep their last table.
-func newFeedServer(cfg config.Config, log *slog.Logger, dockerStatus *func() docker.Status) (*feed.Server, error) {
+// feedDriver is a controller's driver: the feed server, and with
+// --acme-hosts the controller's ACME side. The controllers obtain the
+// certificates of the table's ACME hosts (controllers sharing
+// --acme-storage take turns through certmagic's locks there, so a name is
+// ordered once), answer the HTTP-01 challenges the edges pass on, and
+// send the certificates, keys included, to the edges with the table.
+type feedDriver struct {
+	*feed.Server
+	acme *driverACME // nil: ACME off
+
+	mu      sync.Mutex
+	names   []string // the live table's ACME names
+	managed []string // those handed to certmagic (syncACME)
+}
+
+// feedCertsEvery is how often a controller re-reads its certificates for
+// the edges besides each export: a failure or recovery of an issuance
+// changes what they are told without any file changing.
+const feedCertsEvery = 2 * time.Second
+
+// newFeedDriver returns a controller's driver and its close. A
+// controller that is not connected to Docker is not followed (503):
+// edges move to one that is, or keep their last table.
+func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() docker.Status) (*feedDriver, func(), error) {
 	if cfg.Proxy != config.ProxyBuiltin {
 		log.Warn("a controller runs no proxy: --proxy is ignored; its edges serve with the built-in proxy", "proxy", cfg.Proxy)
 	}
-	if cfg.ACMEEnabled() {
-		log.Warn("a controller runs no proxy and obtains no ACME certificates in this version: --acme-hosts is ignored", "acme_hosts", cfg.ACMEHosts)
-	}
 	if _, err := feed.ServerTLS(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey); err != nil {
-		return nil, fmt.Errorf("--feed-cert: %w", err)
+		return nil, nil, fmt.Errorf("--feed-cert: %w", err)
 	}
-	return feed.NewServer(feed.ServerOptions{Logger: log, Ready: func() error {
+	// A look at the certificates is due after an export, after an edge
+	// applied a new version (syncACME), and every feedCertsEvery.
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	acmeSide, closeACME, err := newDriverACME(cfg, log, true, poke)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := feed.ServerOptions{Logger: log, Ready: func() error {
 		if f := *dockerStatus; f != nil {
 			if st := f(); !st.Connected {
 				return fmt.Errorf("not connected to docker (%s)", st.LastError)
 			}
 		}
 		return nil
-	}}), nil
+	}}
+	if acmeSide != nil {
+		opts.Challenges, opts.OnEdgeApplied = acmeSide.m.ChallengeHandler(), poke
+	}
+	d := &feedDriver{Server: feed.NewServer(opts), acme: acmeSide}
+	stop := make(chan struct{})
+	if acmeSide != nil {
+		go func() {
+			tick := time.NewTicker(feedCertsEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-kick:
+				case <-tick.C:
+				}
+				d.syncACME()
+			}
+		}()
+	}
+	return d, func() { close(stop); closeACME() }, nil
+}
+
+// Apply puts t live for the edges, then manages its ACME names (syncACME).
+func (d *feedDriver) Apply(ctx context.Context, t routing.Table) error {
+	if err := d.Server.Apply(ctx, t); err != nil {
+		return err
+	}
+	if d.acme == nil {
+		return nil
+	}
+	d.mu.Lock()
+	d.names = t.ACMENames()
+	d.mu.Unlock()
+	d.syncACME()
+	return nil
+}
+
+// syncACME hands certmagic the live table's ACME names that every
+// connected edge serves already: the CA validates a name through an edge,
+// so an order placed before the edges route its challenges fails, and is
+// retried a minute later. A name stays managed once it is, while it is in
+// the table.
+func (d *feedDriver) syncACME() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := map[string]bool{}
+	for _, n := range d.names {
+		want[n] = true
+	}
+	var managed []string
+	for _, n := range d.managed {
+		if want[n] {
+			managed = append(managed, n)
+		}
+	}
+	for _, n := range d.ServedByEdges(d.names) {
+		if !slices.Contains(managed, n) {
+			managed = append(managed, n)
+		}
+	}
+	slices.Sort(managed)
+	if !slices.Equal(managed, d.managed) {
+		d.managed = managed
+		d.acme.Sync(managed)
+	}
+	d.publishCertsLocked()
+}
+
+// publishCertsLocked sends the edges the certificate of every managed
+// ACME name that has one (the exported files, which certmagic renews),
+// and the names whose issuance failed; d.mu is held.
+func (d *feedDriver) publishCertsLocked() {
+	certs := &feed.Certificates{}
+	for _, n := range d.managed {
+		if err := d.acme.m.Failure(n); err != nil {
+			if certs.Failures == nil {
+				certs.Failures = map[string]string{}
+			}
+			certs.Failures[n] = err.Error()
+		}
+		if f := d.acme.File(n); f != "" {
+			if pem, err := os.ReadFile(f); err == nil {
+				certs.Certificates = append(certs.Certificates, feed.Certificate{Name: n, PEM: pem})
+			}
+		}
+	}
+	_ = d.SetCertificates(certs)
 }
 
 // listenFeed binds a controller's feed listener (mutual TLS).
-func listenFeed(cfg config.Config, srv *feed.Server, log *slog.Logger) (*http.Server, net.Listener, error) {
+func listenFeed(cfg config.Config, srv *feedDriver, log *slog.Logger) (*http.Server, net.Listener, error) {
 	tlsCfg, err := feed.ServerTLS(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--feed-cert: %w", err)
@@ -70,7 +193,8 @@ func listenFeed(cfg config.Config, srv *feed.Server, log *slog.Logger) (*http.Se
 	hs := &http.Server{Handler: srv, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)} // handshake failures, at Debug
 	hs.RegisterOnShutdown(srv.Close) // else Shutdown waits for the long polls
-	log.Info("controller: serving the routing table to edges; no proxy runs here", "feed_addr", ln.Addr().String())
+	log.Info("controller: serving the routing table to edges; no proxy runs here", "feed_addr", ln.Addr().String(),
+		"acme", srv.acme != nil)
 	return hs, ln, nil
 }
 
@@ -84,6 +208,10 @@ func (f feedUpstream) Status() docker.Status {
 		Connects: st.Updates, Disconnects: st.Switches}
 }
 
+// feedCertsFile is where an edge keeps the ACME certificates of its
+// controllers, in its state directory (mode 0600: the keys are in it).
+const feedCertsFile = "feed-certificates.json"
+
 // runEdge is `interlock run --role edge`: the built-in proxy serving the
 // tables the controllers feed, through the same controller loop (atomic
 // swap, last good table on disk) as the single process. It never talks to
@@ -93,7 +221,13 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	if err != nil {
 		return fmt.Errorf("--feed-cert: %w", err)
 	}
-	client, err := feed.NewClient(feed.ClientOptions{Controllers: cfg.ControllerURLs(), TLS: tlsCfg, Logger: log})
+	// The ACME certificates the controllers obtained, kept beside the
+	// last good table; the CA's challenges go on to the controllers.
+	var client *feed.Client
+	certs := feed.NewCertStore(filepath.Join(cfg.StateDir, feedCertsFile),
+		func(w http.ResponseWriter, r *http.Request) { client.ForwardChallenge(w, r) }, log)
+	client, err = feed.NewClient(feed.ClientOptions{Controllers: cfg.ControllerURLs(), TLS: tlsCfg, Logger: log,
+		OnCertificates: certs.Update})
 	if err != nil {
 		return fmt.Errorf("--controllers: %w", err)
 	}
@@ -110,7 +244,7 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 		log.Warn(w)
 	}
 	p := builtin.New(edge.options(builtin.Options{Logger: log, Requests: view.requests(),
-		CertDir: cfg.CertDir, TLSProfile: profile, HSTSMaxAge: cfg.HSTSMaxAge}))
+		CertDir: cfg.CertDir, TLSProfile: profile, HSTSMaxAge: cfg.HSTSMaxAge, Certificates: certs}))
 	defer p.Close()
 
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -19,7 +19,6 @@ import (
 	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/discovery"
 	"github.com/interlock-proxy/interlock/internal/docker"
-	"github.com/interlock-proxy/interlock/internal/feed"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 	"github.com/interlock-proxy/interlock/internal/routing"
 	"github.com/moby/moby/client"
@@ -127,14 +126,16 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	}
 	// A controller's driver is the feed (roles.go); it runs no proxy.
 	var (
-		feedSrv      *feed.Server
+		feedSrv      *feedDriver
 		dockerStatus func() docker.Status // the feed's readiness, once the source exists
 	)
 	switch driverFor(cfg) {
 	case driverFeed:
-		if feedSrv, err = newFeedServer(cfg, log, &dockerStatus); err != nil {
+		var closeFeed func()
+		if feedSrv, closeFeed, err = newFeedDriver(cfg, log, &dockerStatus); err != nil {
 			return err
 		}
+		defer closeFeed()
 		driver, ctlOpts.SavedTable = feedSrv, "" // the edges keep the last good table
 		view.metrics.WatchFeed(feedSrv.Stats)
 	case config.ProxyBuiltin:

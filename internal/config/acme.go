@@ -115,11 +115,16 @@ func (c Config) validateACME(add func(key string, err error)) {
 	if !c.ACMEEnabled() || err != nil {
 		return
 	}
-	if c.Proxy != ProxyBuiltin {
-		// nginx and haproxy pass HTTP-01 challenges to Interlock; they
-		// cannot answer TLS-ALPN-01 with a challenge certificate.
+	if c.Proxy != ProxyBuiltin || c.Role == RoleController {
+		// nginx, haproxy and a controller's edges pass HTTP-01
+		// challenges to Interlock; they cannot answer TLS-ALPN-01 with a
+		// challenge certificate.
+		what := "the " + c.Proxy + " driver answers"
+		if c.Role == RoleController {
+			what = "a controller's edges pass on"
+		}
 		if !slices.Contains(types, ACMEHTTP01) {
-			add("acme_challenges", fmt.Errorf("%q: the %s driver answers ACME's http-01 challenge only (tls-alpn-01 needs the built-in proxy); add http-01", c.ACMEChallenges, c.Proxy))
+			add("acme_challenges", fmt.Errorf("%q: %s ACME's http-01 challenge only (tls-alpn-01 needs the built-in proxy of the single process); add http-01", c.ACMEChallenges, what))
 		}
 		add("acme_challenge_addr", checkChallengeAddr(c.ACMEChallengeAddr))
 		return

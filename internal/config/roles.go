@@ -135,7 +135,7 @@ func (c Config) validateRoles(o origins) []error {
 				o.name("proxy"), c.Proxy, o.name("role")))
 		}
 		if c.ACMEEnabled() {
-			errs = append(errs, fmt.Errorf("%s is %q, but %s is edge: edges do not obtain ACME certificates (never in this version: they are to come from the controllers over the feed); set it to off",
+			errs = append(errs, fmt.Errorf("%s is %q, but %s is edge: an edge never talks to the CA, it serves the certificates its controllers obtain and send over the feed; set it to off here and set it on the controllers",
 				o.name("acme_hosts"), c.ACMEHosts, o.name("role")))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,13 @@ type ClientOptions struct {
 	// RetryMin and RetryMax bound the pause after every controller in the
 	// list failed in a row. Defaults 250ms and 5s.
 	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
+	// Name is how the controllers know this edge (EdgeParam). Default
+	// the host name.
+	Name string
+	// OnCertificates, when set, is called (from Run's goroutine) with
+	// every new set of ACME certificates a controller sends.
+	OnCertificates func(Certificates)
+	Logger         *slog.Logger
 }
 
 // Client is an edge's side of the feed: it follows one controller and
@@ -92,6 +99,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 5 * time.Second
 	}
+	if opts.Name == "" {
+		opts.Name, _ = os.Hostname()
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -123,14 +133,15 @@ func (c *Client) Run(ctx context.Context, apply func(routing.Table)) error {
 		cur      int    // index of the controller followed
 		after    string // version got from it; "" after a switch, so the first answer is at once
 		fails    int    // failures in a row
-		applied  string
+		applied  string // the table's hash
+		certs    string // the certificates' hash
 		retry    = c.opts.RetryMin
 		urls     = c.opts.Controllers
 		numCtrls = len(urls)
 	)
 	for ctx.Err() == nil {
 		base := strings.TrimSuffix(urls[cur], "/")
-		t, version, changed, err := c.poll(ctx, base, after)
+		snap, changed, err := c.poll(ctx, base, after)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -167,14 +178,25 @@ func (c *Client) Run(ctx context.Context, apply func(routing.Table)) error {
 		c.mu.Lock()
 		if !c.status.Following {
 			c.status.Following, c.status.Since = true, time.Now()
-			c.log.Info("feed: following a controller", "controller", base, "version", short(version))
+			c.log.Info("feed: following a controller", "controller", base, "version", short(snap.Version))
 		}
-		c.status.Controller, c.status.Version, c.status.LastError = base, version, ""
+		c.status.Controller, c.status.Version, c.status.LastError = base, snap.Version, ""
 		c.mu.Unlock()
-		after = version
-		if changed && version != applied {
-			apply(t)
-			applied = version
+		after = snap.Version
+		if !changed {
+			continue
+		}
+		if snap.Certificates != nil && c.opts.OnCertificates != nil {
+			// Before the table: a host that enters with its certificate
+			// is served with it from its first request.
+			if h := snap.Certificates.Hash(); h != certs {
+				c.opts.OnCertificates(*snap.Certificates)
+				certs = h
+			}
+		}
+		if v := TableVersion(snap.Version); v != applied {
+			apply(snap.Table)
+			applied = v
 			c.mu.Lock()
 			c.status.Updates++
 			c.mu.Unlock()
@@ -185,46 +207,72 @@ func (c *Client) Run(ctx context.Context, apply func(routing.Table)) error {
 
 // poll asks base for the version after after. changed is false for a 304
 // (the version is after's).
-func (c *Client) poll(ctx context.Context, base, after string) (t routing.Table, version string, changed bool, err error) {
+func (c *Client) poll(ctx context.Context, base, after string) (snap Snapshot, changed bool, err error) {
 	q := url.Values{}
+	q.Set(EdgeParam, c.opts.Name)
 	if after != "" {
 		q.Set("after", after)
 		q.Set("wait", c.opts.Wait.String())
 	}
-	u := base + Path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+Path+"?"+q.Encode(), nil)
 	if err != nil {
-		return t, "", false, err
+		return snap, false, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return t, "", false, err
+		return snap, false, err
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotModified:
-		return t, after, false, nil
+		return Snapshot{Version: after}, false, nil
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		if resp.StatusCode == http.StatusNotFound {
-			return t, "", false, fmt.Errorf("%s answered 404 to %s: not an Interlock controller of feed protocol %d? (%s)", base, Path, Protocol, strings.TrimSpace(string(msg)))
+			return snap, false, fmt.Errorf("%s answered 404 to %s: not an Interlock controller of feed protocol %d? (%s)", base, Path, Protocol, strings.TrimSpace(string(msg)))
 		}
-		return t, "", false, fmt.Errorf("%s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
+		return snap, false, fmt.Errorf("%s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxBody+1))
 	if err != nil {
-		return t, "", false, fmt.Errorf("%w: reading the snapshot from %s: %v", ErrCorrupt, base, err)
+		return snap, false, fmt.Errorf("%w: reading the snapshot from %s: %v", ErrCorrupt, base, err)
 	}
 	if int64(len(body)) > c.opts.MaxBody {
-		return t, "", false, fmt.Errorf("%w: %s sent over %d bytes", ErrTooLarge, base, c.opts.MaxBody)
+		return snap, false, fmt.Errorf("%w: %s sent over %d bytes", ErrTooLarge, base, c.opts.MaxBody)
 	}
-	t, version, err = Decode(body)
-	if err != nil {
-		return t, "", false, fmt.Errorf("snapshot from %s refused: %w", base, err)
+	if snap, err = Decode(body); err != nil {
+		return snap, false, fmt.Errorf("snapshot from %s refused: %w", base, err)
 	}
-	return t, version, true, nil
+	return snap, true, nil
+}
+
+// challengeTimeout bounds a challenge passed on to a controller; the CA
+// waits about 10 s for an answer.
+const challengeTimeout = 5 * time.Second
+
+// ForwardChallenge passes an ACME HTTP-01 challenge request r on to the
+// controller followed (or tried next), which holds the answer, and
+// copies its answer to w; 502 when it cannot be reached.
+func (c *Client) ForwardChallenge(w http.ResponseWriter, r *http.Request) {
+	base := c.Status().Controller
+	ctx, cancel := context.WithTimeout(r.Context(), challengeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+r.URL.Path, nil)
+	if err == nil {
+		req.Host = r.Host // the answer is the host's
+		var resp *http.Response
+		if resp, err = c.http.Do(req); err == nil {
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+			if ct := resp.Header.Get("Content-Type"); ct != "" {
+				w.Header().Set("Content-Type", ct)
+			}
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(body)
+			return
+		}
+	}
+	c.log.Warn("feed: ACME challenge not passed on to the controller; the CA's validation fails and is retried", "host", r.Host, "controller", base, "error", err)
+	http.Error(w, "interlock edge: the controller holding the ACME challenge answer is unreachable", http.StatusBadGateway)
 }

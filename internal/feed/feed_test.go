@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -181,7 +182,7 @@ func badBodies(t *testing.T) []struct {
 	want       error
 	wantText   string
 } {
-	good, v, err := Encode(table("a.example"))
+	good, v, err := Encode(table("a.example"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func badBodies(t *testing.T) []struct {
 		{name: "truncated", body: string(good[:len(good)/2]), want: ErrCorrupt, wantText: "truncated"},
 		{name: "empty", body: "", want: ErrCorrupt, wantText: "not a feed snapshot"},
 		{name: "no protocol", body: `{"version":"x","table":{"hosts":[]}}`, want: ErrCorrupt, wantText: "no protocol field"},
-		{name: "newer protocol", body: other("protocol", 2), want: ErrProtocol, wantText: "sends protocol 2, this Interlock reads protocol 1"},
+		{name: "newer protocol", body: other("protocol", Protocol+1), want: ErrProtocol, wantText: fmt.Sprintf("sends protocol %d, this Interlock reads protocol %d", Protocol+1, Protocol)},
 		{name: "older protocol", body: other("protocol", 0), want: ErrProtocol, wantText: "sends protocol 0"},
 	}
 }
@@ -215,16 +216,16 @@ func badBodies(t *testing.T) []struct {
 func TestDecodeRefuses(t *testing.T) {
 	for _, tc := range badBodies(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := Decode([]byte(tc.body))
+			_, err := Decode([]byte(tc.body))
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("Decode: %v; want %v containing %q", err, tc.want, tc.wantText)
 			}
 		})
 	}
-	good, v, _ := Encode(table("b.example", "a.example"))
-	got, gv, err := Decode(good)
-	if err != nil || gv != v || got.Hash() != v {
-		t.Errorf("Decode(good) = %s, %v; want version %s", short(gv), err, short(v))
+	good, v, _ := Encode(table("b.example", "a.example"), nil)
+	got, err := Decode(good)
+	if err != nil || got.Version != v || got.Table.Hash() != v {
+		t.Errorf("Decode(good) = %s, %v; want version %s", short(got.Version), err, short(v))
 	}
 }
 
@@ -233,7 +234,7 @@ func TestDecodeRefuses(t *testing.T) {
 func TestRefusedSnapshotKeepsTable(t *testing.T) {
 	_, k := newPKI(t)
 	v1 := table("a.example")
-	goodBody, _, _ := Encode(v1)
+	goodBody, _, _ := Encode(v1, nil)
 	cases := badBodies(t)
 	cases = append(cases, struct {
 		name, body string

@@ -25,8 +25,16 @@ type ServerOptions struct {
 	// (its Docker connection is lost, say): a non-nil error is answered
 	// 503 with its text, and edges move to another controller. nil: ready
 	// whenever it holds a table.
-	Ready  func() error
-	Logger *slog.Logger
+	Ready func() error
+	// Challenges, when set, answers the ACME HTTP-01 challenges
+	// (ChallengePath, with the Host the CA asked for) that edges pass
+	// on: the controllers obtain the certificates, the CA connects to
+	// the edges.
+	Challenges http.Handler
+	// OnEdgeApplied, when set, is called (in a goroutine of its own)
+	// after an edge reported a version it had not reported before.
+	OnEdgeApplied func()
+	Logger        *slog.Logger
 }
 
 // Server is a controller's side of the feed. It is the controller's
@@ -39,6 +47,11 @@ type Server struct {
 	log  *slog.Logger
 
 	mu sync.Mutex
+	// table and certs are the live state (certs nil: no ACME);
+	// hasTable is false before the first Apply.
+	table    routing.Table
+	certs    *Certificates
+	hasTable bool
 	// body and version are the live snapshot ("" before the first);
 	// gzipped is body compressed once, for the clients that accept it
 	// (Go's transport asks for gzip by itself): a table's JSON repeats
@@ -49,6 +62,7 @@ type Server struct {
 	changed chan struct{}
 	closed  bool
 	stats   ServerStats
+	edges   edgeBook
 }
 
 // ServerStats counts what the server did.
@@ -84,17 +98,41 @@ func NewServer(opts ServerOptions) *Server {
 // Name is the driver's name.
 func (s *Server) Name() string { return "feed" }
 
-// Apply makes t the live version and wakes the waiting requests. It
+// Apply makes t the live table and wakes the waiting requests. It
 // cannot fail but for a table that does not encode.
 func (s *Server) Apply(_ context.Context, t routing.Table) error {
-	body, version, err := Encode(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.table, s.hasTable = t, true
+	s.edges.sawTable(t)
+	return s.publish()
+}
+
+// SetCertificates makes c the certificates sent with the table (nil:
+// none), a new version when they changed.
+func (s *Server) SetCertificates(c *Certificates) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != nil && s.certs != nil && c.Hash() == s.certs.Hash() {
+		return nil // the usual case: a periodic look that found nothing new
+	}
+	s.certs = c
+	if !s.hasTable {
+		return nil
+	}
+	return s.publish()
+}
+
+// publish encodes the live table and certificates, and makes them the
+// live snapshot when their version changed. s.mu is held: encoding a
+// table of 10,000 backends takes a few milliseconds, and changes are
+// rare next to polls, which only read.
+func (s *Server) publish() error {
+	body, version, err := Encode(s.table, s.certs)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	same := version == s.version
-	s.mu.Unlock()
-	if same {
+	if version == s.version {
 		return nil
 	}
 	var gz bytes.Buffer
@@ -105,8 +143,6 @@ func (s *Server) Apply(_ context.Context, t routing.Table) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.body, s.gzipped, s.version = body, gz.Bytes(), version
 	s.stats.Versions++
 	close(s.changed)
@@ -140,6 +176,10 @@ func (s *Server) Stats() ServerStats {
 // or with 304 after the wait (at most MaxWait). 503 (text) while the
 // server has no table, is not ready, or is shutting down.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, ChallengePath) && s.opts.Challenges != nil {
+		s.opts.Challenges.ServeHTTP(w, r)
+		return
+	}
 	if r.URL.Path != Path {
 		http.Error(w, "not found: the feed is GET "+Path, http.StatusNotFound)
 		return
@@ -151,6 +191,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	after := q.Get("after")
+	defer s.sawEdge(r, after)()
 	wait := s.opts.MaxWait
 	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
