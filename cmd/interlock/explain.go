@@ -119,6 +119,31 @@ func writeExplanation(w io.Writer, ex api.Explanation) {
 			fmt.Fprintf(w, "  %s -> %s\n", r.Path, strings.Join(backends, ", "))
 		}
 	}
+	for _, h := range ex.Hosts {
+		edges, ok := ex.Edges[h.Name]
+		if !ok {
+			continue
+		}
+		if len(edges) == 0 {
+			fmt.Fprintf(w, "edges: none has polled this controller for %s\n", h.Name)
+		}
+		for _, e := range edges {
+			state := "connected"
+			if !e.Connected {
+				state = "not connected"
+			}
+			if e.Applied {
+				fmt.Fprintf(w, "edge %s (%s, %s): serves %s since %s", e.Edge, e.Remote, state, h.Name, e.Since.Format(time.RFC3339Nano))
+			} else {
+				fmt.Fprintf(w, "edge %s (%s, %s): does not serve %s yet", e.Edge, e.Remote, state, h.Name)
+			}
+			if e.Current {
+				fmt.Fprintln(w, ", on the live version")
+			} else {
+				fmt.Fprintf(w, ", on version %.12s applied %s, not the live one\n", e.Version, e.AppliedAt.Format(time.RFC3339Nano))
+			}
+		}
+	}
 	if ex.Applied {
 		fmt.Fprintf(w, "the table with this is live since %s\n", ex.AppliedAt.Format(time.RFC3339))
 	} else {

@@ -180,6 +180,16 @@ func (d *feedDriver) publishCertsLocked() {
 	_ = d.SetCertificates(certs)
 }
 
+// edgesServing is the API's view of the edges serving host.
+func (d *feedDriver) edgesServing(host string) []api.EdgeApplied {
+	out := []api.EdgeApplied{}
+	for _, e := range d.EdgesServing(host) {
+		out = append(out, api.EdgeApplied{Edge: e.Name, Remote: e.Remote, Applied: e.Applied, Since: e.Since,
+			Version: e.Version, AppliedAt: e.AppliedAt, Current: e.Current, Connected: e.Connected})
+	}
+	return out
+}
+
 // listenFeed binds a controller's feed listener (mutual TLS).
 func listenFeed(cfg config.Config, srv *feedDriver, log *slog.Logger) (*http.Server, net.Listener, error) {
 	tlsCfg, err := feed.ServerTLS(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey)
@@ -227,7 +237,7 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	certs := feed.NewCertStore(filepath.Join(cfg.StateDir, feedCertsFile),
 		func(w http.ResponseWriter, r *http.Request) { client.ForwardChallenge(w, r) }, log)
 	client, err = feed.NewClient(feed.ClientOptions{Controllers: cfg.ControllerURLs(), TLS: tlsCfg, Logger: log,
-		OnCertificates: certs.Update})
+		Name: cfg.EdgeName, OnCertificates: certs.Update})
 	if err != nil {
 		return fmt.Errorf("--controllers: %w", err)
 	}

@@ -246,6 +246,9 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 			Logger: log.With("watching", "proxy containers")})
 	}
 	apiOpts := append(view.apiOptions(source, ctl, proxy, certProblems(certs, ctl)), api.WithExplain(ctl))
+	if feedSrv != nil {
+		apiOpts = append(apiOpts, api.WithEdges(feedSrv.edgesServing))
+	}
 	if sideload != nil {
 		apiOpts = append(apiOpts, api.WithProxyContainers(proxyContainersStatus(sideload, proxySource)))
 	}

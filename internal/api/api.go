@@ -41,6 +41,7 @@ type Server struct {
 	proxies  func() ProxyContainers
 	// snapshots answers /api/explain (WithExplain).
 	snapshots SnapshotSource
+	edges     func(host string) []EdgeApplied
 	// stopping is set by ShuttingDown: /readyz then says no.
 	stopping atomic.Bool
 	// upstream names where the table comes from in readiness answers:

@@ -21,6 +21,30 @@ type SnapshotSource interface {
 // WithExplain serves GET /api/explain?name=NAME from the snapshots of s.
 func WithExplain(s SnapshotSource) Option { return func(srv *Server) { srv.snapshots = s } }
 
+// WithEdges adds to each explained host, on a controller, whether each of
+// its edges has applied it (f gives them for one host name).
+func WithEdges(f func(host string) []EdgeApplied) Option {
+	return func(srv *Server) { srv.edges = f }
+}
+
+// EdgeApplied is whether one edge of a controller serves a host.
+type EdgeApplied struct {
+	Edge string `json:"edge"`
+	// Remote is the address the edge polls from.
+	Remote string `json:"remote"`
+	// Applied is true when the version the edge applied has the host,
+	// since Since (as far as the controller remembers).
+	Applied bool      `json:"applied"`
+	Since   time.Time `json:"since,omitzero"`
+	// Version is the feed version the edge applied, at AppliedAt;
+	// Current is true when that is the controller's live one.
+	Version   string    `json:"version,omitempty"`
+	AppliedAt time.Time `json:"applied_at,omitzero"`
+	Current   bool      `json:"current"`
+	// Connected is true while the edge follows this controller.
+	Connected bool `json:"connected"`
+}
+
 // Explanation is the body of GET /api/explain: everything Interlock knows
 // about NAME, a container or service (by name or ID prefix) or a host
 // name, and why it is or is not routed.
@@ -35,6 +59,8 @@ type Explanation struct {
 	// Applied says whether that table is live, since AppliedAt.
 	Applied   bool      `json:"applied"`
 	AppliedAt time.Time `json:"applied_at,omitzero"`
+	// Edges, on a controller, say by host which edges serve it.
+	Edges map[string][]EdgeApplied `json:"edges,omitempty"`
 }
 
 // ExplainedObject is one container or service and what became of it.
@@ -73,7 +99,14 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := s.controller.Status()
-	s.writeJSON(w, http.StatusOK, Explain(q, s.snapshots.Snapshot(), st.Table, st.Problems, st.Applied, st.LastApply.At))
+	ex := Explain(q, s.snapshots.Snapshot(), st.Table, st.Problems, st.Applied, st.LastApply.At)
+	if s.edges != nil {
+		ex.Edges = map[string][]EdgeApplied{}
+		for _, h := range ex.Hosts {
+			ex.Edges[h.Name] = s.edges(h.Name)
+		}
+	}
+	s.writeJSON(w, http.StatusOK, ex)
 }
 
 // readLabel reports whether Interlock reads label k.

@@ -242,6 +242,9 @@ type Config struct {
 	// https://HOST:PORT URLs (their FeedAddr); the edge follows one and
 	// moves to the next when it fails. Default "".
 	Controllers string
+	// EdgeName is how an edge's controllers know it (interlock explain
+	// shows which edges applied a host). Default "": the host name.
+	EdgeName string
 }
 
 // Default values, returned by Default, shown by FlagSet and listed in the

@@ -191,6 +191,7 @@ func fullWant() Config {
 		FeedCert:    filepath.Join("testdata", "certs", "cert.pem"),
 		FeedKey:     filepath.Join("testdata", "certs", "key.pem"),
 		Controllers: "https://controller1.example.com:8444,https://10.0.0.2:8444",
+		EdgeName:    "edge-eu-1",
 	}
 }
 
@@ -581,6 +582,10 @@ func TestPrecedence(t *testing.T) {
 			// The flag sets the empty value: given, it still wins.
 			key: "controllers", file: `"https://controller1.example.com:8444"`, env: "https://10.0.0.2:8444,https://10.0.0.3:8444", flag: "",
 			want: [...]string{"", "https://controller1.example.com:8444", "", "https://10.0.0.2:8444,https://10.0.0.3:8444", ""},
+		},
+		{
+			key: "edge_name", file: `"edge-file"`, env: "edge-env", flag: "edge-flag",
+			want: [...]string{"", "edge-file", "", "edge-env", "edge-flag"},
 		},
 	}
 	covered := map[string]bool{}

@@ -160,6 +160,8 @@ var settings = []setting{
 		usage: "controller, edge: PEM `FILE` with the private key of -feed-cert"},
 	{flag: "controllers", kind: kindString, field: func(c *Config) any { return &c.Controllers },
 		usage: "edge: the controllers' feed `URLS`, comma-separated https://HOST:PORT, followed one at a time"},
+	{flag: "edge-name", kind: kindString, field: func(c *Config) any { return &c.EdgeName },
+		usage: "edge: the `NAME` the controllers know this edge by (interlock explain); default the host name"},
 }
 
 // Names of the settings that are neither a TOML key nor a Config field of

@@ -115,6 +115,10 @@ func (s *CertStore) merge(certs []Certificate) bool {
 			s.log.Warn("feed: an ACME certificate from the controller does not cover its name; refused", "name", name, "error", err)
 			continue
 		}
+		if now.After(pair.Leaf.NotAfter) {
+			s.log.Warn("feed: an ACME certificate from the controller has expired; refused", "name", name, "not_after", pair.Leaf.NotAfter)
+			continue
+		}
 		old, ok := s.certs[name]
 		if ok && (string(old.pem) == string(c.PEM) || pair.Leaf.NotAfter.Before(old.notAfter)) {
 			continue

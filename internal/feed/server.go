@@ -145,8 +145,10 @@ func (s *Server) publish() error {
 	}
 	s.body, s.gzipped, s.version = body, gz.Bytes(), version
 	s.stats.Versions++
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if !s.closed { // Close closed it for good: a change while shutting down wakes no one
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
 	return nil
 }
 
