@@ -192,10 +192,11 @@ func (d *feedDriver) edgesServing(host string) []api.EdgeApplied {
 
 // listenFeed binds a controller's feed listener (mutual TLS).
 func listenFeed(cfg config.Config, srv *feedDriver, log *slog.Logger) (*http.Server, net.Listener, error) {
-	tlsCfg, err := feed.ServerTLS(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey)
+	files, err := feed.LoadTLSFiles(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--feed-cert: %w", err)
 	}
+	tlsCfg := files.ServerConfig()
 	ln, err := net.Listen("tcp", cfg.FeedAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--feed-addr %s: %w", cfg.FeedAddr, err)
@@ -227,7 +228,7 @@ const feedCertsFile = "feed-certificates.json"
 // swap, last good table on disk) as the single process. It never talks to
 // Docker: config refuses every Docker setting in this role.
 func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log *slog.Logger, view *operatorView, logLevel *slog.LevelVar) error {
-	tlsCfg, err := feed.ClientTLS(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey)
+	tlsFiles, err := feed.LoadTLSFiles(cfg.FeedCA, cfg.FeedCert, cfg.FeedKey, log)
 	if err != nil {
 		return fmt.Errorf("--feed-cert: %w", err)
 	}
@@ -236,7 +237,7 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	var client *feed.Client
 	certs := feed.NewCertStore(filepath.Join(cfg.StateDir, feedCertsFile),
 		func(w http.ResponseWriter, r *http.Request) { client.ForwardChallenge(w, r) }, log)
-	client, err = feed.NewClient(feed.ClientOptions{Controllers: cfg.ControllerURLs(), TLS: tlsCfg, Logger: log,
+	client, err = feed.NewClient(feed.ClientOptions{Controllers: cfg.ControllerURLs(), Files: tlsFiles, Logger: log,
 		Name: cfg.EdgeName, OnCertificates: certs.Update})
 	if err != nil {
 		return fmt.Errorf("--controllers: %w", err)

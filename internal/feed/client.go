@@ -23,8 +23,11 @@ type ClientOptions struct {
 	// Controllers are the base URLs (https://HOST:PORT) to follow, in
 	// order of preference. At least one.
 	Controllers []string
-	// TLS is the edge's side of the mutual TLS (ClientTLS).
-	TLS *tls.Config
+	// TLS is the edge's side of the mutual TLS (ClientTLS), or Files,
+	// which re-reads the files when they change: the next connection
+	// uses them (the one held is closed when they changed).
+	TLS   *tls.Config
+	Files *TLSFiles
 	// Wait is how long a controller may hold a request when nothing
 	// changed. Default 25s (under the server's DefaultMaxWait).
 	Wait time.Duration
@@ -114,6 +117,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		MaxIdleConnsPerHost:   1,
 		IdleConnTimeout:       opts.Wait + 30*time.Second,
 	}
+	if opts.Files != nil {
+		dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 15 * time.Second}
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cfg := opts.Files.ClientConfig()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // the dial and handshake only
+			defer cancel()
+			return (&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext(ctx, network, addr)
+		}
+	}
 	return &Client{opts: opts, log: log, http: &http.Client{Transport: tr},
 		status: Status{Controller: strings.TrimSuffix(opts.Controllers[0], "/")}}, nil
 }
@@ -139,7 +152,17 @@ func (c *Client) Run(ctx context.Context, apply func(routing.Table)) error {
 		urls     = c.opts.Controllers
 		numCtrls = len(urls)
 	)
+	tlsGen := 0
+	if c.opts.Files != nil {
+		tlsGen = c.opts.Files.Generation()
+	}
 	for ctx.Err() == nil {
+		if c.opts.Files != nil {
+			if g := c.opts.Files.Generation(); g != tlsGen {
+				tlsGen = g
+				c.http.CloseIdleConnections() // the next poll connects with the new files
+			}
+		}
 		base := strings.TrimSuffix(urls[cur], "/")
 		snap, changed, err := c.poll(ctx, base, after)
 		if ctx.Err() != nil {
