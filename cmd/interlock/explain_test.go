@@ -97,6 +97,21 @@ func TestExplainEdges(t *testing.T) {
 		}
 		return nil
 	})
+	// The edges' metrics are the feed's, not Docker's; the controller
+	// counts them.
+	m := e1.scrape(t)
+	if v, ok := sample(m, "interlock_edge_following", nil); !ok || v != 1 {
+		t.Errorf("edge: interlock_edge_following = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := sample(m, "interlock_edge_updates_total", nil); !ok || v < 1 {
+		t.Errorf("edge: interlock_edge_updates_total = %v (found %v), want at least 1", v, ok)
+	}
+	if _, ok := sample(m, "interlock_docker_connected", nil); ok {
+		t.Error("edge exports interlock_docker_connected; it has no Docker connection")
+	}
+	if v, ok := sample(ctl.scrape(t), "interlock_feed_edges_connected", nil); !ok || v != 2 {
+		t.Errorf("controller: interlock_feed_edges_connected = %v (found %v), want 2", v, ok)
+	}
 	stopE2()
 	testenv.WaitFor(t, 15*time.Second, "e2 shown as gone", func() error {
 		out := explain(host)

@@ -276,7 +276,8 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 
 	upstream := feedUpstream{client}
 	ctl := controller.New(p, discoveryOptions(cfg), controller.Options{Logger: log, Observer: view.observer(), SavedTable: savedTablePath(cfg)})
-	apiOpts := append(view.apiOptions(upstream, ctl, p, nil), api.WithUpstream("a controller"))
+	view.metrics.WatchEdge(client.Status, func() int { return len(certs.Names()) })
+	apiOpts := append(view.apiOptions(nil, ctl, p, nil), api.WithUpstream("a controller"))
 	apiHandler := api.New(ctl, upstream, versionString(), log, apiOpts...)
 	proxyServer := serverLimits(cfg, &http.Server{Handler: p, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)})
 	proxyTLSServer := tlsServer(p, proxyServer)

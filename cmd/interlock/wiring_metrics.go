@@ -76,7 +76,9 @@ type cheapReloadObserved struct {
 // built-in proxy, backend health. proxy is what serves --http-addr (nil
 // for a side-loaded proxy).
 func (v *operatorView) apiOptions(source metrics.DockerSource, ctl metrics.ControllerSource, proxy http.Handler, certs func() []builtin.CertProblem) []api.Option {
-	v.metrics.WatchDocker(source)
+	if source != nil { // an edge has no Docker connection (WatchEdge)
+		v.metrics.WatchDocker(source)
+	}
 	v.metrics.WatchController(ctl)
 	opts := []api.Option{
 		api.WithMetrics(v.metrics.Handler()),

@@ -81,6 +81,10 @@ type ServerStats struct {
 	NotModified int64 `json:"not_modified"`
 	// Waiting is the number of requests held now.
 	Waiting int `json:"waiting"`
+	// EdgesConnected counts the edges following this controller now,
+	// and EdgesCurrent those of them on the live version.
+	EdgesConnected int `json:"edges_connected"`
+	EdgesCurrent   int `json:"edges_current"`
 }
 
 // NewServer returns a server with no table yet.
@@ -170,6 +174,14 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Version, st.Size, st.GzipSize = s.version, len(s.body), len(s.gzipped)
+	for _, e := range s.edges.edges {
+		if es := s.stateOf(e); es.Connected {
+			st.EdgesConnected++
+			if es.Current {
+				st.EdgesCurrent++
+			}
+		}
+	}
 	return st
 }
 

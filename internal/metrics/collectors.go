@@ -181,12 +181,14 @@ var (
 	feedNotModified = desc("feed", "not_modified_total", "Long polls of edges that ended without a change (304).")
 	feedWaiting     = desc("feed", "waiting_edges", "Long polls of edges held now, waiting for a change.")
 	feedSnapshot    = desc("feed", "snapshot_bytes", "Size of the live snapshot: what one change costs per edge, by encoding (json, gzip).", "encoding")
+	feedEdges       = desc("feed", "edges_connected", "Edges following this controller now.")
+	feedEdgesLive   = desc("feed", "edges_current", "Edges following this controller that have applied its live version.")
 )
 
 type feedCollector struct{ stats func() feed.ServerStats }
 
 func (c feedCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{feedVersions, feedSent, feedSentBytes, feedNotModified, feedWaiting, feedSnapshot} {
+	for _, d := range []*prometheus.Desc{feedVersions, feedSent, feedSentBytes, feedNotModified, feedWaiting, feedSnapshot, feedEdges, feedEdgesLive} {
 		ch <- d
 	}
 }
@@ -200,4 +202,40 @@ func (c feedCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(feedWaiting, prometheus.GaugeValue, float64(st.Waiting))
 	ch <- prometheus.MustNewConstMetric(feedSnapshot, prometheus.GaugeValue, float64(st.Size), "json")
 	ch <- prometheus.MustNewConstMetric(feedSnapshot, prometheus.GaugeValue, float64(st.GzipSize), "gzip")
+	ch <- prometheus.MustNewConstMetric(feedEdges, prometheus.GaugeValue, float64(st.EdgesConnected))
+	ch <- prometheus.MustNewConstMetric(feedEdgesLive, prometheus.GaugeValue, float64(st.EdgesCurrent))
+}
+
+// An edge's side of the feed (--role edge): in place of the Docker
+// connection's metrics, which it has none of.
+var (
+	edgeFollowing = desc("edge", "following", "1 while this edge follows a controller, 0 while it serves its last table with none reachable.")
+	edgeUpdates   = desc("edge", "updates_total", "Tables received from the controllers and applied.")
+	edgeSwitches  = desc("edge", "controller_switches_total", "Moves to another controller after a failure.")
+	edgeRefused   = desc("edge", "refused_snapshots_total", "Snapshots refused (corrupt, truncated, too large, another protocol); the table in use was kept.")
+	edgeCerts     = desc("edge", "acme_certificates", "ACME certificates the controllers sent that this edge holds.")
+)
+
+type edgeCollector struct {
+	status func() feed.Status
+	certs  func() int
+}
+
+func (c edgeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{edgeFollowing, edgeUpdates, edgeSwitches, edgeRefused, edgeCerts} {
+		ch <- d
+	}
+}
+
+func (c edgeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.status()
+	following := 0.0
+	if st.Following {
+		following = 1
+	}
+	ch <- prometheus.MustNewConstMetric(edgeFollowing, prometheus.GaugeValue, following)
+	ch <- prometheus.MustNewConstMetric(edgeUpdates, prometheus.CounterValue, float64(st.Updates))
+	ch <- prometheus.MustNewConstMetric(edgeSwitches, prometheus.CounterValue, float64(st.Switches))
+	ch <- prometheus.MustNewConstMetric(edgeRefused, prometheus.CounterValue, float64(st.Refused))
+	ch <- prometheus.MustNewConstMetric(edgeCerts, prometheus.GaugeValue, float64(c.certs()))
 }

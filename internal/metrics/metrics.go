@@ -187,6 +187,12 @@ func (m *Metrics) WatchBuiltin(p BuiltinSource) { m.reg.MustRegister(builtinColl
 // read at every scrape.
 func (m *Metrics) WatchFeed(stats func() feed.ServerStats) { m.reg.MustRegister(feedCollector{stats}) }
 
+// WatchEdge exports an edge's feed client (interlock_edge_*), read at
+// every scrape, with the number of ACME certificates it holds.
+func (m *Metrics) WatchEdge(status func() feed.Status, certs func() int) {
+	m.reg.MustRegister(edgeCollector{status, certs})
+}
+
 // WatchCertProblems exports the hosts whose certificate is not served,
 // read at every scrape: the built-in proxy's, or nginx's and haproxy's.
 func (m *Metrics) WatchCertProblems(problems func() []builtin.CertProblem) {

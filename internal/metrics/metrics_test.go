@@ -239,9 +239,16 @@ interlock_certificate_problems{host="c.example",reason="acme_failed"} 1
 
 func TestFeedCollector(t *testing.T) {
 	c := feedCollector{func() feed.ServerStats {
-		return feed.ServerStats{Version: "abc", Size: 1581871, GzipSize: 91204, Versions: 3, Sent: 7, SentBytes: 638428, NotModified: 2, Waiting: 4}
+		return feed.ServerStats{Version: "abc", Size: 1581871, GzipSize: 91204, Versions: 3, Sent: 7, SentBytes: 638428, NotModified: 2, Waiting: 4,
+			EdgesConnected: 3, EdgesCurrent: 2}
 	}}
 	want := `
+# HELP interlock_feed_edges_connected Edges following this controller now.
+# TYPE interlock_feed_edges_connected gauge
+interlock_feed_edges_connected 3
+# HELP interlock_feed_edges_current Edges following this controller that have applied its live version.
+# TYPE interlock_feed_edges_current gauge
+interlock_feed_edges_current 2
 # HELP interlock_feed_not_modified_total Long polls of edges that ended without a change (304).
 # TYPE interlock_feed_not_modified_total counter
 interlock_feed_not_modified_total 2
@@ -264,6 +271,46 @@ interlock_feed_waiting_edges 4
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestEdgeCollector(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		following bool
+		want      string
+	}{
+		{"following", true, "1"},
+		{"serving its last table", false, "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := edgeCollector{
+				status: func() feed.Status {
+					return feed.Status{Following: tc.following, Updates: 12, Switches: 3, Refused: 1}
+				},
+				certs: func() int { return 2 },
+			}
+			want := `
+# HELP interlock_edge_acme_certificates ACME certificates the controllers sent that this edge holds.
+# TYPE interlock_edge_acme_certificates gauge
+interlock_edge_acme_certificates 2
+# HELP interlock_edge_controller_switches_total Moves to another controller after a failure.
+# TYPE interlock_edge_controller_switches_total counter
+interlock_edge_controller_switches_total 3
+# HELP interlock_edge_following 1 while this edge follows a controller, 0 while it serves its last table with none reachable.
+# TYPE interlock_edge_following gauge
+interlock_edge_following ` + tc.want + `
+# HELP interlock_edge_refused_snapshots_total Snapshots refused (corrupt, truncated, too large, another protocol); the table in use was kept.
+# TYPE interlock_edge_refused_snapshots_total counter
+interlock_edge_refused_snapshots_total 1
+# HELP interlock_edge_updates_total Tables received from the controllers and applied.
+# TYPE interlock_edge_updates_total counter
+interlock_edge_updates_total 12
+`
+			if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 
