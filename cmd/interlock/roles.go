@@ -295,8 +295,12 @@ func runEdge(ctx context.Context, cfg config.Config, args, environ []string, log
 	// the feed has not answered yet.
 	goRun("controller", func() error { return ctl.Run(ctx) })
 	goRun("feed", func() error { return client.Run(ctx, ctl.UpdateTable) })
-	goRun("proxy listener", func() error { return serveBuiltinHTTP(cfg, p, proxyServer, httpLn) })
-	goRun("proxy https listener", func() error { return p.ServeTLS(proxyTLSServer, httpsLn) })
+	goRun("proxy listener", func() error {
+		return whenPrimed(ctx, ctl, httpLn, func() error { return serveBuiltinHTTP(cfg, p, proxyServer, httpLn) })
+	})
+	goRun("proxy https listener", func() error {
+		return whenPrimed(ctx, ctl, httpsLn, func() error { return p.ServeTLS(proxyTLSServer, httpsLn) })
+	})
 	goRun("certificate watch", func() error { p.WatchCerts(ctx, 0); return nil })
 	goRun("api listener", func() error { return apiServer.Serve(apiLn) })
 	reopen := reopenOnSIGUSR1(log, edge.log())

@@ -304,11 +304,15 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 	if httpLn != nil {
 		// Through the proxy, for the PROXY protocol (--proxy-protocol-trusted-ips).
 		// --builtin-engine: net/http, or fasthttp for plain HTTP/1.1 (fastengine.go).
-		goRun("proxy listener", func() error { return serveBuiltinHTTP(cfg, tlsProxy, proxyServer, httpLn) })
+		goRun("proxy listener", func() error {
+			return whenPrimed(ctx, ctl, httpLn, func() error { return serveBuiltinHTTP(cfg, tlsProxy, proxyServer, httpLn) })
+		})
 	}
 	if httpsLn != nil {
 		log.Info("builtin proxy serving HTTPS", "https_addr", httpsLn.Addr().String(), "cert_dir", cfg.CertDir, "tls_profile", cfg.TLSProfile)
-		goRun("proxy https listener", func() error { return tlsProxy.ServeTLS(proxyTLSServer, httpsLn) })
+		goRun("proxy https listener", func() error {
+			return whenPrimed(ctx, ctl, httpsLn, func() error { return tlsProxy.ServeTLS(proxyTLSServer, httpsLn) })
+		})
 		// Renewed certificate files are served without a table change.
 		goRun("certificate watch", func() error { tlsProxy.WatchCerts(ctx, 0); return nil })
 	}

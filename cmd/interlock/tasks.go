@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 
+	"github.com/interlock-proxy/interlock/internal/controller"
 	"github.com/interlock-proxy/interlock/internal/proxy/builtin"
 )
 
@@ -56,5 +58,19 @@ func tlsServer(p *builtin.Proxy, plain *http.Server) *http.Server {
 		IdleTimeout:       plain.IdleTimeout,
 		MaxHeaderBytes:    plain.MaxHeaderBytes,
 		ErrorLog:          plain.ErrorLog,
+	}
+}
+
+// whenPrimed runs serve once ctl has put its saved table live, or found
+// none: the listener is bound from the start, so the first connections
+// wait in its backlog for a few milliseconds instead of being answered
+// from an empty table. If ctx ends first, ln is closed unserved.
+func whenPrimed(ctx context.Context, ctl *controller.Controller, ln net.Listener, serve func() error) error {
+	select {
+	case <-ctl.Primed():
+		return serve()
+	case <-ctx.Done():
+		ln.Close()
+		return nil
 	}
 }

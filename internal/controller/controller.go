@@ -101,6 +101,10 @@ type Controller struct {
 	mailbox chan pending
 	// refresh holds a pending Refresh request (one slot: requests fold).
 	refresh chan struct{}
+	// primed is closed once Run has put the saved table live, or found
+	// none to restore (Primed).
+	primed     chan struct{}
+	primedOnce sync.Once
 	// saveKick wakes saveLoop; saved is the hash on disk (saved.go).
 	saveKick chan struct{}
 	saved    string
@@ -152,6 +156,7 @@ func New(driver Driver, disc discovery.Options, opts Options) *Controller {
 		log:       log,
 		mailbox:   make(chan pending, 1),
 		refresh:   make(chan struct{}, 1),
+		primed:    make(chan struct{}),
 		saveKick:  make(chan struct{}, 1),
 		status:    Status{Driver: driver.Name()},
 	}
@@ -204,6 +209,11 @@ func (c *Controller) Refresh() {
 	}
 }
 
+// Primed is closed once Run has put the saved table (Options.SavedTable)
+// live, or found none to restore: a proxy that starts serving before then
+// would answer its first requests from an empty table.
+func (c *Controller) Primed() <-chan struct{} { return c.primed }
+
 // Run applies snapshots until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	var (
@@ -228,6 +238,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer func() { <-saved }()
 		c.restoreSaved(ctx)
 	}
+	c.primedOnce.Do(func() { close(c.primed) })
 	cheap, _ := c.driver.(CheapApplier)
 	refresher, _ := c.driver.(Refresher)
 	var (

@@ -142,3 +142,45 @@ func TestFreshSnapshotBeatsSavedTable(t *testing.T) {
 		}
 	})
 }
+
+// TestPrimed: Primed closes only once the saved table is live (a proxy
+// that waits for it never answers from an empty table), and at once when
+// there is none to restore.
+func TestPrimed(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		saved     bool
+		wantHosts int
+	}{
+		{"saved table", true, 1},
+		{"nothing saved", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "table.json")
+				if tc.saved {
+					savedOf(t, path, "a.example.com")
+				}
+				d := &fakeDriver{}
+				c := New(d, discovery.Options{}, Options{SavedTable: path, Logger: quietLogger()})
+				select {
+				case <-c.Primed():
+					t.Fatal("primed before Run")
+				default:
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				go func() { _ = c.Run(ctx) }()
+				<-c.Primed()
+				if n := d.count(); n != tc.wantHosts {
+					t.Fatalf("primed with %d applies, want %d", n, tc.wantHosts)
+				}
+				if got := c.Status().Applied; got != tc.saved {
+					t.Errorf("primed with applied=%v, want %v", got, tc.saved)
+				}
+				cancel()
+				synctest.Wait()
+			})
+		})
+	}
+}
