@@ -13,9 +13,15 @@
 # To watch a manager over TLS, mount the client certificates at /certs:
 #   docker run -e DOCKER_HOST=tcp://manager:2376 -e DOCKER_TLS_VERIFY=1 \
 #     -e DOCKER_CERT_PATH=/certs -v /path/to/certs:/certs:ro -p 80:8080 interlock
+#
+# The state directory (--state-dir, default /var/lib/interlock: the saved
+# table, proxy configurations, ACME files) belongs to nobody in the image,
+# so a named volume mounted there starts out writable by it (Docker copies
+# the directory's owner into a new volume) and survives a restart.
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY interlock /interlock
+COPY --chown=65534:65534 state /var/lib/interlock
 USER 65534:65534
 # Proxy (HTTP, HTTPS) and the API with the dashboard and /metrics.
 EXPOSE 8080 8443 8081

@@ -15,6 +15,11 @@ const InterlockRepo = "interlock-test-interlock"
 // InterlockPath is the binary's path inside that image.
 const InterlockPath = "/interlock"
 
+// StateReadme is the one file of the image's state directory, which the
+// Dockerfile copies from the build context's state/ (make image writes
+// the same).
+const StateReadme = "Interlock's state directory (--state-dir): the last good table, proxy configurations, ACME files.\n"
+
 // InterlockImage returns the tag of the product image, built with the
 // repository's Dockerfile from a static build of this checkout's
 // cmd/interlock and the host's CA certificates, when the sources changed.
@@ -42,7 +47,7 @@ func (e *Env) InterlockImage(ctx context.Context) (string, error) {
 		repo: InterlockRepo, kind: "interlock", bin: "interlock",
 		source:           func(context.Context) (string, error) { return filepath.Join(root, "cmd", "interlock"), nil },
 		customDockerfile: string(dockerfile),
-		extra:            map[string][]byte{"ca-certificates.crt": cas},
+		extra:            map[string][]byte{"ca-certificates.crt": cas, "state/README": []byte(StateReadme)},
 	})
 	if err != nil {
 		return "", err
