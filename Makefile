@@ -55,6 +55,8 @@ image:
 	mkdir -p build/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o build/image/interlock ./cmd/interlock
 	cp /etc/ssl/certs/ca-certificates.crt build/image/
+	mkdir -p build/image/state
+	printf '%s\n' "Interlock's state directory (--state-dir): the last good table, proxy configurations, ACME files." > build/image/state/README
 	docker build -t interlock -f Dockerfile build/image
 
 clean:
