@@ -29,9 +29,30 @@ lint:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+# bench runs the parts below one after the other, each even if one before it
+# failed, and ends with one table of all their figures (scripts/benchsummary):
+# the RUN_BENCH=1 tests append theirs to the file BENCH_SUMMARY (JSON lines), the Go
+# benchmarks are read from the saved output. Records, the output of each part
+# and the table stay in BENCH_DIR (a new temporary directory unless given).
+# It fails when a part failed, after the table. About 10 minutes.
+BENCH_PARTS := bench-go bench-convergence bench-dataplane
+BENCH_DIR   ?=
+
 bench: deps
 	./scripts/deps.sh $(BENCH_DEPS)
-	$(MAKE) bench-go bench-convergence bench-dataplane
+	@dir="$(BENCH_DIR)"; [ -n "$$dir" ] || dir=$$(mktemp -d "$${TMPDIR:-/tmp}/interlock-bench.XXXXXX") || exit 1; \
+	mkdir -p "$$dir" && dir=$$(cd "$$dir" && pwd) || exit 1; started=$$(date +%s); \
+	$(GO) build -o "$$dir/benchsummary" ./scripts/benchsummary || exit 1; \
+	BENCH_SUMMARY="$$dir/records.jsonl"; export BENCH_SUMMARY; : > "$$BENCH_SUMMARY"; \
+	rc=0; parts=; \
+	for p in $(BENCH_PARTS); do \
+		{ $(MAKE) --no-print-directory $$p; echo $$? > "$$dir/$$p.rc"; } 2>&1 | tee "$$dir/$$p.log"; \
+		s=$$(cat "$$dir/$$p.rc"); [ "$$s" = 0 ] || rc=1; parts="$$parts$${parts:+,}$$p=$$s"; \
+	done; \
+	echo; "$$dir/benchsummary" -records "$$BENCH_SUMMARY" -started $$started -parts "$$parts" \
+		$(foreach p,$(BENCH_PARTS),"$$dir/$(p).log") | tee "$$dir/summary.txt"; \
+	echo "(records, each part's output and this table: $$dir)"; \
+	exit $$rc
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -102,7 +102,7 @@ func TestConvergenceBenchmark(t *testing.T) {
 		r, sv := awaitRoute(t, fast, p.proxy, it.host, 500*time.Microsecond)
 		routed, served = append(routed, r), append(served, sv)
 	}
-	logConvergence(t, "convergence", routed, served)
+	logConvergence(t, "convergence", "builtin", routed, served)
 }
 
 // awaitRoute polls host through proxy every poll from now, and returns when
@@ -132,9 +132,15 @@ func awaitRoute(t *testing.T, c *http.Client, proxy, host string, poll time.Dura
 	}
 }
 
-// logConvergence prints percentiles of both measures of awaitRoute.
-func logConvergence(t *testing.T, what string, routed, served []time.Duration) {
+// logConvergence prints percentiles of both measures of awaitRoute and,
+// unless mode is "", records them for the bench summary as mode's.
+func logConvergence(t *testing.T, what, mode string, routed, served []time.Duration) {
 	t.Helper()
+	if mode != "" {
+		recordBench(t, "convergence", "containers started one at a time", mode, float64(max(len(routed), len(served))), "containers")
+		recordPercentiles(t, "convergence", "docker start -> routed (not 'no route')", mode, routed)
+		recordPercentiles(t, "convergence", "docker start -> first 200", mode, served)
+	}
 	for _, m := range []struct {
 		what string
 		d    []time.Duration
@@ -178,8 +184,15 @@ func TestIdleBenchmark(t *testing.T) {
 	const window = 35 * time.Second // covers one periodic resync (30s)
 	time.Sleep(window)
 	used := cpuTime(t, pid) - cpu0
+	mem := rss(t, pid)
 	t.Logf("idle with %d routed containers over %v: CPU %.2f%% of one core, RSS %s",
-		n, window, 100*used.Seconds()/window.Seconds(), rss(t, pid))
+		n, window, 100*used.Seconds()/window.Seconds(), mem)
+	recordBench(t, "idle", fmt.Sprintf("CPU, %d routed containers, %v", n, window), "builtin", 100*used.Seconds()/window.Seconds(), "% of a core")
+	if kb, ok := strings.CutSuffix(mem, " kB"); ok {
+		if v, err := strconv.Atoi(strings.TrimSpace(kb)); err == nil {
+			recordBench(t, "idle", fmt.Sprintf("RSS, %d routed containers", n), "builtin", float64(v)/1024, "MiB")
+		}
+	}
 }
 
 // cpuTime reads utime+stime of pid from /proc (clock ticks of 10ms).
@@ -256,8 +269,11 @@ func TestSwarmBenchmark(t *testing.T) {
 				t.Fatalf("only %d tasks answered after a minute", len(seen))
 			}
 		}
+		answering := time.Since(began)
 		t.Logf("round %d: scale 1 -> 5: all 5 tasks running after %v, all answering through the proxy after %v",
-			round, running.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+			round, running.Round(time.Millisecond), answering.Round(time.Millisecond))
+		recordDuration(t, "swarm", "scale 1 -> 5: all 5 tasks running", "builtin", running, "s")
+		recordDuration(t, "swarm", "scale 1 -> 5: all 5 answering through the proxy", "builtin", answering, "s")
 		if err := e.Scale(ctx, svc, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -300,4 +316,7 @@ func TestSwarmBenchmark(t *testing.T) {
 	total, failed, first := l.Stop()
 	t.Logf("rolling update of 5 tasks (start-first, parallelism 1): %v; %d requests through the proxy, %d failed (first: %v)",
 		took.Round(time.Millisecond), total, failed, first)
+	recordDuration(t, "swarm", "rolling update of 5 tasks (start-first)", "builtin", took, "s")
+	recordBench(t, "swarm", "rolling update: requests through the proxy", "builtin", float64(total), "requests")
+	recordBench(t, "swarm", "rolling update: failed requests", "builtin", float64(failed), "requests")
 }

@@ -91,6 +91,10 @@ func TestClusterBenchmark(t *testing.T) {
 		to, nodeSpread(onNode), scaleRes.total, len(scaleRes.failures), ms(percentile(lags, 0.5)), ms(lags[len(lags)-1]), ms(lags[0]), ms(allRunning), ms(allServed))
 	t.Logf("per task: %s", strings.Join(perTask, ", "))
 	logFailures(t, scaleRes, began)
+	scale := fmt.Sprintf("scale 2 -> %d", to)
+	recordDuration(t, "cluster", scale+": task running -> first answer, p50", "builtin", percentile(lags, 0.5), "ms")
+	recordDuration(t, "cluster", scale+": task running -> first answer, max", "builtin", lags[len(lags)-1], "ms")
+	recordBench(t, "cluster", scale+": failed GETs", "builtin", float64(len(scaleRes.failures)), "requests")
 
 	// A rolling update of the ten, start-first, one at a time: the new
 	// tasks answer as NODE.SLOT.v2.
@@ -133,11 +137,20 @@ func TestClusterBenchmark(t *testing.T) {
 		to, mc.spread(t), rollRes.total, len(rollRes.failures), ms(rollRes.longest), ms(lastNew), ms(onlyNew), ms(completed), strings.Join(v2, " "))
 	t.Logf("requests slower than 200ms during the update: %s", rollRes.slow(began, 200*time.Millisecond))
 	logFailures(t, rollRes, began)
+	roll := fmt.Sprintf("rolling update of %d tasks", to)
+	recordBench(t, "cluster", roll+": failed GETs", "builtin", float64(len(rollRes.failures)), "requests")
+	recordDuration(t, "cluster", roll+": longest GET", "builtin", rollRes.longest, "ms")
+	recordDuration(t, "cluster", roll+": last new task answering", "builtin", lastNew, "s")
+	recordDuration(t, "cluster", roll+": the swarm's completed", "builtin", completed, "s")
 
 	// The loss of the manager Interlock is connected to, the leader.
 	mc.replicas = to
 	r := mc.loseManager(t, "kill")
 	r.log(t, "manager loss: ")
+	recordBench(t, "cluster", "manager loss: failed GETs", "builtin", float64(len(r.load.failures)), "requests")
+	recordDuration(t, "cluster", "manager loss: a new leader seen", "builtin", r.leader, "s")
+	recordDuration(t, "cluster", "manager loss: interlock connected to another manager", "builtin", r.reconnect, "s")
+	recordDuration(t, "cluster", "manager loss: the scale-up's new tasks answering", "builtin", r.served, "s")
 }
 
 // nodeSpread counts tasks by node: "manager2=3 manager3=3 worker2=2".

@@ -86,6 +86,7 @@ type dpProxy struct {
 // dpScenario is one kind of load.
 type dpScenario struct {
 	key, title string
+	short      string // the title in the bench summary
 	// run drives p for d and returns what it measured.
 	run func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error)
 }
@@ -181,16 +182,16 @@ func TestDataPlaneBenchmark(t *testing.T) {
 			"-d" + wrkDuration(d), "--latency", "-H", "Host: " + host}, extra...)
 	}
 	scenarios := []dpScenario{
-		{key: "http", title: "HTTP keep-alive", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
+		{key: "http", title: "HTTP keep-alive", short: "HTTP keep-alive", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
 			return runWrk(t, wrk, wrkArgs(d, "http://"+p.httpAddr+"/fast")...)
 		}},
-		{key: "https", title: "HTTPS keep-alive", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
+		{key: "https", title: "HTTPS keep-alive", short: "HTTPS keep-alive", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
 			return runWrk(t, wrk, wrkArgs(d, "-s", script, httpsURL(p))...)
 		}},
-		{key: "https-close", title: "HTTPS, Connection: close (wrk: resumed handshakes)", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
+		{key: "https-close", title: "HTTPS, Connection: close (wrk: resumed handshakes)", short: "HTTPS resumed handshakes", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
 			return runWrk(t, wrk, wrkArgs(d, "-H", "Connection: close", "-s", script, httpsURL(p))...)
 		}},
-		{key: "handshake", title: "HTTPS, full handshake per request (Go client)", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
+		{key: "handshake", title: "HTTPS, full handshake per request (Go client)", short: "HTTPS full handshakes", run: func(t *testing.T, p *dpProxy, d time.Duration) (loadResult, error) {
 			return fullHandshakes(p, host, dataPlaneConns, d), nil
 		}},
 	}
@@ -245,6 +246,7 @@ func TestDataPlaneBenchmark(t *testing.T) {
 	t.Logf("machine after: %s", uptime())
 	t.Logf("data plane, median of %d rounds (%v each, %d connections):\n%s", rounds, dur, dataPlaneConns,
 		dataPlaneTable(scenarios, proxies, results))
+	recordDataPlane(t, scenarios, proxies, results)
 
 	if dir := os.Getenv("DATAPLANE_BENCH_CPUPROFILE"); dir != "" {
 		profileBuiltin(t, dir, common, host, roots, scenarios, dur)
@@ -455,6 +457,73 @@ func fullHandshakes(p *dpProxy, host string, conns int, d time.Duration) loadRes
 	return r
 }
 
+// dataPlaneFigures are the figures of one scenario and proxy over the
+// rounds: the medians, and the medians of each round's ratio to nginx.
+type dataPlaneFigures struct {
+	rps, p50, p99, rpsRatio, p99Ratio, cpu, others float64
+	byRound                                        []string
+	timeouts                                       int64
+}
+
+func dataPlaneFiguresOf(rs, ref []loadResult) dataPlaneFigures {
+	var f dataPlaneFigures
+	var rpsRatio, p99Ratio []float64
+	for i, r := range rs {
+		f.timeouts += r.timeouts
+		f.byRound = append(f.byRound, fmt.Sprintf("%.0f", r.rps))
+		if i < len(ref) && ref[i].rps > 0 && ref[i].p99 > 0 {
+			// Within a round the proxies ran back to back: the
+			// ratio of a round is less exposed to the machine's
+			// drifting load than the ratio of the medians.
+			rpsRatio = append(rpsRatio, r.rps/ref[i].rps)
+			p99Ratio = append(p99Ratio, float64(r.p99)/float64(ref[i].p99))
+		}
+	}
+	f.rps = median(rs, func(r loadResult) float64 { return r.rps })
+	f.p50 = median(rs, func(r loadResult) float64 { return float64(r.p50) })
+	f.p99 = median(rs, func(r loadResult) float64 { return float64(r.p99) })
+	f.rpsRatio, f.p99Ratio = medianOf(rpsRatio), medianOf(p99Ratio)
+	f.cpu = median(rs, cpuPerReq)
+	f.others = median(rs, func(r loadResult) float64 { return r.others })
+	return f
+}
+
+// recordDataPlane records the figures of dataPlaneTable for the bench
+// summary: per scenario, each proxy's median req/s, p50, p99, their
+// ratios to nginx and CPU per request (and timeouts, when there were any),
+// and per proxy the other work on the machine during its runs.
+func recordDataPlane(t *testing.T, scenarios []dpScenario, proxies []*dpProxy, results map[string]map[string][]loadResult) {
+	t.Helper()
+	others := map[string][]float64{}
+	for _, sc := range scenarios {
+		figs := map[string]dataPlaneFigures{}
+		var timeouts int64
+		for _, px := range proxies {
+			f := dataPlaneFiguresOf(results[sc.key][px.name], results[sc.key]["nginx"])
+			figs[px.name] = f
+			timeouts += f.timeouts
+			for _, r := range results[sc.key][px.name] {
+				others[px.name] = append(others[px.name], r.others)
+			}
+		}
+		for _, px := range proxies {
+			f := figs[px.name]
+			recordBench(t, "dataplane", sc.short+": req/s", px.name, f.rps, "req/s")
+			recordRatio(t, "dataplane", sc.short+": req/s ratio", px.name, f.rpsRatio, "nginx")
+			recordBench(t, "dataplane", sc.short+": p50", px.name, f.p50/float64(time.Millisecond), "ms")
+			recordBench(t, "dataplane", sc.short+": p99", px.name, f.p99/float64(time.Millisecond), "ms")
+			recordRatio(t, "dataplane", sc.short+": p99 ratio", px.name, f.p99Ratio, "nginx")
+			recordBench(t, "dataplane", sc.short+": proxy CPU per request", px.name, f.cpu, "µs")
+			if timeouts > 0 {
+				recordBench(t, "dataplane", sc.short+": timeouts (wrk's 2 s)", px.name, float64(f.timeouts), "requests")
+			}
+		}
+	}
+	for _, px := range proxies {
+		recordBench(t, "dataplane", "other work on the machine during the runs, median", px.name, medianOf(others[px.name]), "cores")
+	}
+}
+
 // dataPlaneTable renders the medians as a Markdown table.
 func dataPlaneTable(scenarios []dpScenario, proxies []*dpProxy, results map[string]map[string][]loadResult) string {
 	var b strings.Builder
@@ -463,27 +532,11 @@ func dataPlaneTable(scenarios []dpScenario, proxies []*dpProxy, results map[stri
 	for _, sc := range scenarios {
 		ref := results[sc.key]["nginx"]
 		for _, px := range proxies {
-			rs := results[sc.key][px.name]
-			var byRound []string
-			var rpsRatio, p99Ratio []float64
-			var timeouts int64
-			for i, r := range rs {
-				timeouts += r.timeouts
-				byRound = append(byRound, fmt.Sprintf("%.0f", r.rps))
-				if i < len(ref) && ref[i].rps > 0 && ref[i].p99 > 0 {
-					// Within a round the proxies ran back to back: the
-					// ratio of a round is less exposed to the machine's
-					// drifting load than the ratio of the medians.
-					rpsRatio = append(rpsRatio, r.rps/ref[i].rps)
-					p99Ratio = append(p99Ratio, float64(r.p99)/float64(ref[i].p99))
-				}
-			}
+			f := dataPlaneFiguresOf(results[sc.key][px.name], ref)
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %v | %v | %.2f | %.2f | %.1f | %d | %.2f |\n", sc.title, px.name,
-				median(rs, func(r loadResult) float64 { return r.rps }), strings.Join(byRound, " / "),
-				time.Duration(median(rs, func(r loadResult) float64 { return float64(r.p50) })).Round(time.Microsecond),
-				time.Duration(median(rs, func(r loadResult) float64 { return float64(r.p99) })).Round(time.Microsecond),
-				medianOf(rpsRatio), medianOf(p99Ratio),
-				median(rs, cpuPerReq), timeouts, median(rs, func(r loadResult) float64 { return r.others }))
+				f.rps, strings.Join(f.byRound, " / "),
+				time.Duration(f.p50).Round(time.Microsecond), time.Duration(f.p99).Round(time.Microsecond),
+				f.rpsRatio, f.p99Ratio, f.cpu, f.timeouts, f.others)
 		}
 	}
 	return b.String()

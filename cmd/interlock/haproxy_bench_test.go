@@ -60,8 +60,10 @@ func TestHAProxyConvergenceBenchmark(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)
 	}
 	runtimeReloads := p.reloads(t) - r0
-	logConvergence(t, "haproxy new backend (runtime api)", nil, runtimeServed)
+	logConvergence(t, "haproxy new backend (runtime api)", "", nil, runtimeServed)
 	t.Logf("haproxy reloads for %d replicas added one by one: %d", n, runtimeReloads)
+	recordPercentiles(t, "convergence", "docker start -> new replica answers (runtime API)", "haproxy", runtimeServed)
+	recordBench(t, "convergence", "reloads, new replicas one at a time", "haproxy", float64(runtimeReloads), "reloads")
 
 	hosts := make([]string, n)
 	ids := make([]string, n)
@@ -79,8 +81,10 @@ func TestHAProxyConvergenceBenchmark(t *testing.T) {
 		routed, served = append(routed, r), append(served, sv)
 		time.Sleep(1100 * time.Millisecond)
 	}
-	logConvergence(t, "haproxy new host (reload)", routed, served)
-	t.Logf("haproxy reloads for %d new hosts one by one: %d", n, p.reloads(t)-r1)
+	logConvergence(t, "haproxy new host (reload)", "haproxy", routed, served)
+	hostReloads := p.reloads(t) - r1
+	t.Logf("haproxy reloads for %d new hosts one by one: %d", n, hostReloads)
+	recordBench(t, "convergence", "reloads, new hosts one at a time", "haproxy", float64(hostReloads), "reloads")
 	if runtimeReloads != 0 {
 		t.Errorf("%d reloads for backend-only changes; want none", runtimeReloads)
 	}

@@ -69,8 +69,10 @@ func TestNginxConvergenceBenchmark(t *testing.T) {
 		routed, served = append(routed, r), append(served, sv)
 		time.Sleep(1100 * time.Millisecond) // a calm max-wait: the next start is an isolated change
 	}
-	logConvergence(t, "nginx convergence", routed, served)
-	t.Logf("nginx reloads for %d sequential starts: %d", n, p.reloads(t)-r0)
+	logConvergence(t, "nginx convergence", "nginx", routed, served)
+	reloads := p.reloads(t) - r0
+	t.Logf("nginx reloads for %d sequential starts: %d", n, reloads)
+	recordBench(t, "convergence", "reloads, new hosts one at a time", "nginx", float64(reloads), "reloads")
 }
 
 // TestNginxBurstBenchmark starts 200 containers at once (8 in parallel)
@@ -132,6 +134,11 @@ func burstBenchmark(t *testing.T, e *testenv.Env, p *process, driver string, spe
 			return nil
 		})
 	}
+	routed, reloads := time.Since(start), p.reloads(t)-r0
 	t.Logf("burst of %d container starts (%d at a time, %v for docker to start them): all routed after %v with %d %s reloads",
-		n, workers, started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), p.reloads(t)-r0, driver)
+		n, workers, started.Round(time.Millisecond), routed.Round(time.Millisecond), reloads, driver)
+	what := fmt.Sprintf("%d starts, %d at a time", n, workers)
+	recordDuration(t, "burst", what+": docker took", driver, started, "s")
+	recordDuration(t, "burst", what+": all routed after", driver, routed, "s")
+	recordBench(t, "burst", what+": reloads", driver, float64(reloads), "reloads")
 }

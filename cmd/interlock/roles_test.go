@@ -256,6 +256,7 @@ func TestRolesConvergenceBenchmark(t *testing.T) {
 		{"first 200 through an edge", servedEdge}, {"first 200 all-in-one", servedAll},
 	} {
 		slices.Sort(m.d)
+		recordPercentiles(t, "edge", "docker start -> "+m.what, "builtin", m.d)
 		t.Logf("docker start -> %s: n=%d p50 %v p90 %v p99 %v max %v", m.what, len(m.d),
 			percentile(m.d, 0.5).Round(10*time.Microsecond), percentile(m.d, 0.9).Round(10*time.Microsecond),
 			percentile(m.d, 0.99).Round(10*time.Microsecond), m.d[len(m.d)-1].Round(10*time.Microsecond))
