@@ -238,7 +238,13 @@ func (c *driverCerts) problems(t routing.Table) []builtin.CertProblem {
 				continue
 			}
 			for _, n := range h.Names() {
-				if err := c.acme.m.Failure(n); err != nil {
+				err := c.acme.m.Failure(n)
+				if err == nil {
+					if e := c.acme.m.ExportFailure(n); e != nil {
+						err = fmt.Errorf("issued, but not written for the proxy: %w", e)
+					}
+				}
+				if err != nil {
 					out = append(out, builtin.CertProblem{Host: h.Name, Path: n, Reason: builtin.CertACMEFailed,
 						Message: "ACME certificate for " + n + " failed, retried with backoff; the name gets the default certificate meanwhile: " + err.Error()})
 				}

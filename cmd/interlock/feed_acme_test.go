@@ -79,6 +79,12 @@ func TestEdgesShareACME(t *testing.T) {
 			"--http-addr", fmt.Sprintf("%s:%d", ed.ip, httpPort), "--https-addr", fmt.Sprintf("%s:%d", ed.ip, httpsPort)},
 			feedArgs(p, false)...)
 		ed.in, ed.stop = startStoppable(t, args...)
+		in := ed.in
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("edge %d (%s) log:\n%s", i+1, ed.ip, in.logs)
+			}
+		})
 	}
 	for i := range edges {
 		edges[i] = &edgeRun{ip: fmt.Sprintf("127.0.0.%d", i+1), state: t.TempDir()}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,9 +50,12 @@ type feedDriver struct {
 	*feed.Server
 	acme *driverACME // nil: ACME off
 
+	poke func() // asks for a syncACME soon
+
 	mu      sync.Mutex
-	names   []string // the live table's ACME names
-	managed []string // those handed to certmagic (syncACME)
+	names   []string             // the live table's ACME names
+	served  map[string]time.Time // since when this controller's edges serve each
+	managed []string             // those handed to certmagic (syncACME)
 }
 
 // feedCertsEvery is how often a controller re-reads its certificates for
@@ -90,10 +94,11 @@ func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() doc
 		}
 		return nil
 	}}
+	d := &feedDriver{acme: acmeSide, poke: poke, served: map[string]time.Time{}}
 	if acmeSide != nil {
-		opts.Challenges, opts.OnEdgeApplied = acmeSide.m.ChallengeHandler(), poke
+		opts.Challenges, opts.OnEdgeApplied = http.HandlerFunc(d.answerChallenge), poke
 	}
-	d := &feedDriver{Server: feed.NewServer(opts), acme: acmeSide}
+	d.Server = feed.NewServer(opts)
 	stop := make(chan struct{})
 	if acmeSide != nil {
 		go func() {
@@ -113,6 +118,23 @@ func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() doc
 	return d, func() { close(stop); closeACME() }, nil
 }
 
+// answerChallenge answers the HTTP-01 challenges an edge passes on for
+// the live table's ACME names: those this controller ordered, and those
+// another controller sharing the ACME storage is ordering, maybe before
+// this one manages them (its edges may have taken a moment longer).
+func (d *feedDriver) answerChallenge(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(strings.TrimSuffix(r.Host, "."))
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	d.mu.Lock()
+	listed := slices.Contains(d.names, host)
+	d.mu.Unlock()
+	if !listed || !d.acme.m.AnswerHTTPChallenge(w, r) {
+		http.Error(w, "interlock: no ACME challenge pending for this host and token", http.StatusNotFound)
+	}
+}
+
 // Apply puts t live for the edges, then manages its ACME names (syncACME).
 func (d *feedDriver) Apply(ctx context.Context, t routing.Table) error {
 	if err := d.Server.Apply(ctx, t); err != nil {
@@ -128,11 +150,19 @@ func (d *feedDriver) Apply(ctx context.Context, t routing.Table) error {
 	return nil
 }
 
-// syncACME hands certmagic the live table's ACME names that every
-// connected edge serves already: the CA validates a name through an edge,
-// so an order placed before the edges route its challenges fails, and is
-// retried a minute later. A name stays managed once it is, while it is in
-// the table.
+// acmeOrderGrace is how long a controller waits, once its own edges
+// route a new ACME name, before it orders: edges that follow another
+// controller learn of the name from it, a few milliseconds later as a
+// rule, and the CA may validate through any edge. A validation that finds
+// an edge not routing the name yet fails, and certmagic retries only a
+// minute later (counting against the CA's failed-validation limit).
+const acmeOrderGrace = 3 * time.Second
+
+// syncACME hands certmagic the live table's ACME names that every edge
+// connected to this controller serves, acmeOrderGrace after that: the CA
+// validates a name through an edge, so an order placed before the edges
+// route its challenges fails, and is retried a minute later. A name stays
+// managed once it is, while it is in the table.
 func (d *feedDriver) syncACME() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -146,10 +176,31 @@ func (d *feedDriver) syncACME() {
 			managed = append(managed, n)
 		}
 	}
-	for _, n := range d.ServedByEdges(d.names) {
-		if !slices.Contains(managed, n) {
-			managed = append(managed, n)
+	for n := range d.served {
+		if !want[n] {
+			delete(d.served, n)
 		}
+	}
+	now, next := time.Now(), time.Duration(0)
+	for _, n := range d.ServedByEdges(d.names) {
+		if slices.Contains(managed, n) {
+			continue
+		}
+		since, ok := d.served[n]
+		if !ok {
+			since = now
+			d.served[n] = now
+		}
+		if wait := acmeOrderGrace - now.Sub(since); wait > 0 {
+			if next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		managed = append(managed, n)
+	}
+	if next > 0 {
+		time.AfterFunc(next, d.poke)
 	}
 	slices.Sort(managed)
 	if !slices.Equal(managed, d.managed) {
@@ -165,7 +216,13 @@ func (d *feedDriver) syncACME() {
 func (d *feedDriver) publishCertsLocked() {
 	certs := &feed.Certificates{}
 	for _, n := range d.managed {
-		if err := d.acme.m.Failure(n); err != nil {
+		err := d.acme.m.Failure(n)
+		if err == nil {
+			if e := d.acme.m.ExportFailure(n); e != nil {
+				err = fmt.Errorf("issued, but not handed to the edges (the controller's state directory): %w", e)
+			}
+		}
+		if err != nil {
 			if certs.Failures == nil {
 				certs.Failures = map[string]string{}
 			}

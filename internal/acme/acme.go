@@ -116,10 +116,11 @@ type Manager struct {
 
 	// The export of certificates to files (export.go); exportKick is nil
 	// without Options.ExportDir.
-	exportDir  string
-	onExport   func()
-	exportKick chan struct{}
-	exportDone chan struct{}
+	exportDir      string
+	onExport       func()
+	exportFailures map[string]error // by name, from the last export pass (m.mu)
+	exportKick     chan struct{}
+	exportDone     chan struct{}
 }
 
 // New returns a Manager that manages no name yet. It starts certmagic's
@@ -331,6 +332,17 @@ func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bo
 	if !m.isManaged(normalize(host)) {
 		return false
 	}
+	return m.issuer.HandleHTTPChallenge(w, r)
+}
+
+// AnswerHTTPChallenge answers r when it is an HTTP-01 challenge pending
+// for its host at this Manager or at another instance sharing its
+// storage, whether or not the host is in this Manager's managed set yet,
+// and reports whether it did. The caller restricts the hosts: a
+// controller answers for its table's ACME names, which another
+// controller sharing the storage may be ordering before this one
+// manages them.
+func (m *Manager) AnswerHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
 	return m.issuer.HandleHTTPChallenge(w, r)
 }
 

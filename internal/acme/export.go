@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -83,9 +84,7 @@ func (m *Manager) exportLoop() {
 // export writes the file of every managed name whose certificate in
 // memory differs from its file, and returns those names.
 func (m *Manager) export() ([]string, error) {
-	if err := os.MkdirAll(m.exportDir, 0o700); err != nil {
-		return nil, err
-	}
+	dirErr := os.MkdirAll(m.exportDir, 0o700)
 	m.mu.Lock()
 	names := make([]string, 0, len(m.managed))
 	for n := range m.managed {
@@ -95,26 +94,48 @@ func (m *Manager) export() ([]string, error) {
 	slices.Sort(names)
 	var changed []string
 	var errs []error
+	failed := map[string]error{}
 	for _, n := range names {
 		data, ok, err := m.exportPEM(n)
 		if err != nil {
+			failed[n] = err
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 			continue
 		}
 		if !ok {
 			continue // not issued yet
 		}
+		if dirErr != nil {
+			failed[n] = dirErr
+			continue
+		}
 		path := filepath.Join(m.exportDir, ExportFile(n))
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 			continue
 		}
 		if err := atomicfile.Write(path, data, 0o600); err != nil {
+			failed[n] = err
 			errs = append(errs, err)
 			continue
 		}
 		changed = append(changed, n)
 	}
+	m.mu.Lock()
+	m.exportFailures = failed
+	m.mu.Unlock()
+	if dirErr != nil {
+		errs = append(errs, dirErr)
+	}
 	return changed, errors.Join(errs...)
+}
+
+// ExportFailure says why name's certificate, issued, was not written to
+// the export directory at the last pass (nil: written, or not issued
+// yet): the proxy, or a controller's edges, do not have it.
+func (m *Manager) ExportFailure(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.exportFailures[normalize(name)]
 }
 
 // exportPEM returns name's certificate chain and key as PEM, from
@@ -169,7 +190,15 @@ func (m *Manager) exportPEM(name string) ([]byte, bool, error) {
 func (m *Manager) ChallengeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !m.HandleHTTPChallenge(w, r) {
+			m.log.Debug("ACME: no challenge pending for this host and token", "host", r.Host, "path", r.URL.Path, "managed", m.isManaged(normalize(hostOnly(r.Host))))
 			http.Error(w, "interlock: no ACME challenge pending for this host and token", http.StatusNotFound)
 		}
 	})
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,6 +80,43 @@ func TestExportWritesIssuedCertificates(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // past the debounce: nothing changed, so no call
 	if n := exports.Load(); n != before {
 		t.Errorf("OnExport called %d more times without a change", n-before)
+	}
+}
+
+// An issued certificate that cannot be written is reported per name
+// (ExportFailure), not only logged: the proxy, or a controller's edges,
+// do not have it.
+func TestExportFailureIsReported(t *testing.T) {
+	httpLn, httpsLn := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
+	httpAddr, httpsAddr := httpLn.Addr().String(), httpsLn.Addr().String()
+	httpLn.Close()
+	httpsLn.Close()
+	pb := testenv.StartPebble(t, port(t, httpAddr), port(t, httpsAddr))
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := startInstance(t, pb, t.TempDir(), httpAddr, httpsAddr, func(o *acme.Options) {
+		o.DisableTLSALPN01 = true
+		o.ExportDir = filepath.Join(file, "export") // under a file: never a directory
+	})
+	if err := in.mgr.ExportFailure("fail.example.com"); err != nil {
+		t.Fatalf("ExportFailure before issuance: %v; want nil", err)
+	}
+	in.apply(t, host("fail.example.com", &routing.TLS{ACME: true}, backend(t, "app")))
+	waitIssued(t, in, "fail.example.com", pb.IssuingRoot(t))
+	deadline := time.Now().Add(10 * time.Second)
+	for in.mgr.ExportFailure("fail.example.com") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no ExportFailure for an issued certificate that could not be written")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := in.mgr.ExportFailure("fail.example.com"); !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("ExportFailure = %v; want the file system's reason", err)
+	}
+	if err := in.mgr.Failure("fail.example.com"); err != nil {
+		t.Errorf("Failure = %v; the issuance itself succeeded", err)
 	}
 }
 

@@ -288,6 +288,7 @@ func (c *Client) ForwardChallenge(w http.ResponseWriter, r *http.Request) {
 		if resp, err = c.http.Do(req); err == nil {
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+			c.log.Debug("feed: ACME challenge passed on to the controller", "host", r.Host, "path", r.URL.Path, "controller", base, "status", resp.StatusCode)
 			if ct := resp.Header.Get("Content-Type"); ct != "" {
 				w.Header().Set("Content-Type", ct)
 			}
