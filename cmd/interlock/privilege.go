@@ -19,7 +19,10 @@ var engineSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
 // whose proxy listens beyond loopback. Whoever takes over that internet-
 // facing process then has the engine, which is root on the host.
 func socketWarning(cfg config.Config, inContainer bool) string {
-	if !inContainer {
+	// An edge has no Docker access at all (config refuses it); a
+	// controller runs no proxy: its listeners, the feed's mutual TLS and
+	// the API, face the edges and the operator, not the internet.
+	if !inContainer || cfg.Role == config.RoleEdge || cfg.Role == config.RoleController {
 		return ""
 	}
 	socket := ""

@@ -25,6 +25,8 @@ func TestSocketWarning(t *testing.T) {
 			c.Proxy, c.NginxTarget = config.ProxyNginx, config.NginxContainers
 		}, true, false},
 		{"a supervised haproxy in the same container", func(c *config.Config) { c.Proxy = config.ProxyHAProxy }, true, true},
+		{"an edge (no Docker access at all)", func(c *config.Config) { c.Role = config.RoleEdge }, true, false},
+		{"a controller (no proxy)", func(c *config.Config) { c.Role = config.RoleController }, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
