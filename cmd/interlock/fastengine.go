@@ -18,8 +18,8 @@ import (
 // (serverLimits), and srv serves only a gate listener, so that drain's
 // srv.Shutdown(ctx) still stops the listener and waits for the requests in
 // flight: Shutdown closes the gate, and the gate's Accept returns only once
-// the FastServer has drained (within drainGrace; a second signal does not
-// shorten it).
+// the FastServer has drained, within drainGrace, or sooner when a second
+// signal cuts the drain short (cutFastDrain).
 func serveBuiltinHTTP(cfg config.Config, p *builtin.Proxy, srv *http.Server, ln net.Listener) error {
 	if cfg.BuiltinEngine != config.EngineFastHTTP {
 		return p.Serve(srv, ln)
@@ -30,7 +30,11 @@ func serveBuiltinHTTP(cfg config.Config, p *builtin.Proxy, srv *http.Server, ln 
 		IdleTimeout:       srv.IdleTimeout,
 		MaxHeaderBytes:    srv.MaxHeaderBytes,
 	})
-	gate := &drainGate{addr: ln.Addr(), closed: make(chan struct{}), shutdown: fs.Shutdown}
+	cut, cancelDrain := context.WithCancel(context.Background())
+	defer cancelDrain()
+	fastDrains.Store(srv, cancelDrain)
+	defer fastDrains.Delete(srv)
+	gate := &drainGate{addr: ln.Addr(), closed: make(chan struct{}), shutdown: fs.Shutdown, cut: cut}
 	fastErr := make(chan error, 1)
 	go func() { fastErr <- fs.Serve(ln) }()
 	gateErr := make(chan error, 1)
@@ -59,11 +63,26 @@ type drainGate struct {
 	closed   chan struct{}
 	once     sync.Once
 	shutdown func(context.Context) error
+	cut      context.Context // done when the drain is cut short
+}
+
+// fastDrains holds, by the http.Server of each plain HTTP listener served
+// by fasthttp, the cancel that cuts its drain short (cutFastDrain). The
+// gate cannot hear it from http.Server.Close: Serve closes a listener
+// once.
+var fastDrains sync.Map // *http.Server -> context.CancelFunc
+
+// cutFastDrain stops waiting for srv's fasthttp requests in flight, when
+// fasthttp serves it: drain's answer to a second signal.
+func cutFastDrain(srv *http.Server) {
+	if cancel, ok := fastDrains.Load(srv); ok {
+		cancel.(context.CancelFunc)()
+	}
 }
 
 func (g *drainGate) Accept() (net.Conn, error) {
 	<-g.closed
-	ctx, cancel := context.WithTimeout(context.Background(), drainGrace)
+	ctx, cancel := context.WithTimeout(g.cut, drainGrace)
 	defer cancel()
 	_ = g.shutdown(ctx)
 	return nil, net.ErrClosed

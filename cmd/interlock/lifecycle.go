@@ -180,6 +180,9 @@ func drain(log *slog.Logger, apiHandler *api.Server, proxyServer, apiServer, htt
 			cancel()
 		case <-ctx.Done():
 		}
+		// A fasthttp listener's drain runs behind its gate, which
+		// Shutdown waits for whatever ctx says.
+		cutFastDrain(proxyServer)
 	}()
 	done = func() {
 		signal.Stop(again)

@@ -239,24 +239,28 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 
 func TestSecondSignalStopsWaiting(t *testing.T) {
 	e := needDocker(t)
-	c := startChild(t, "--log-level", "info")
-	host, ctr := c.routeTo(t, e, "stuck")
-	result := c.slowRequest(host, time.Minute)
-	c.waitInFlight(t, fmt.Sprintf("127.0.0.1:%d", ctr.HostPort))
+	for _, engine := range []string{"nethttp", "fasthttp"} {
+		t.Run(engine, func(t *testing.T) {
+			c := startChild(t, "--log-level", "info", "--builtin-engine", engine)
+			host, ctr := c.routeTo(t, e, "stuck-"+engine)
+			result := c.slowRequest(host, time.Minute)
+			c.waitInFlight(t, fmt.Sprintf("127.0.0.1:%d", ctr.HostPort))
 
-	c.signal(t, syscall.SIGTERM)
-	c.waitLog(t, "shutdown to begin", "interlock stopping")
-	start := time.Now()
-	c.signal(t, syscall.SIGTERM)
-	if code := c.wait(t, 5*time.Second); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("exit took %s after the second signal", took)
-	}
-	c.waitLog(t, "the cut logged", "second signal")
-	if r := <-result; r.code == http.StatusOK {
-		t.Errorf("a one-minute request completed although the drain was cut short")
+			c.signal(t, syscall.SIGTERM)
+			c.waitLog(t, "shutdown to begin", "interlock stopping")
+			start := time.Now()
+			c.signal(t, syscall.SIGTERM)
+			if code := c.wait(t, 5*time.Second); code != 0 {
+				t.Errorf("exit code %d, want 0", code)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("exit took %s after the second signal", took)
+			}
+			c.waitLog(t, "the cut logged", "second signal")
+			if r := <-result; r.code == http.StatusOK {
+				t.Errorf("a one-minute request completed although the drain was cut short")
+			}
+		})
 	}
 }
 
