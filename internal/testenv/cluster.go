@@ -60,6 +60,13 @@ type Cluster struct {
 	// docker.sock) and, with ClusterSpec.TLS, the certificates
 	// (Dir/certs/client, Dir/certs/server).
 	Dir string
+	// SharedDir is, with ClusterSpec.SharedDir, the host directory
+	// (Dir/shared, writable by anyone) mounted at NodeSharedDir in every
+	// node; "" otherwise.
+	SharedDir string
+	// Gateway is the host's address on Network: the nodes, and the
+	// containers in them, reach the host there.
+	Gateway netip.Addr
 	// TLSHost is tcp://IP:2376 of the first manager when ClusterSpec.TLS
 	// is set: reachable from the nodes (and containers in them), not from
 	// the host's loopback. Every manager's is Node.TLSHost.
@@ -110,7 +117,15 @@ type ClusterSpec struct {
 	// (the default is 5s), so that a lost node is marked down and its
 	// tasks rescheduled within seconds.
 	Heartbeat time.Duration
+	// SharedDir gives every node one host directory, Cluster.SharedDir,
+	// at NodeSharedDir: a shared volume, for containers in the nodes that
+	// bind-mount it (ClusterFeedSpec.Mounts). It goes with the cluster.
+	SharedDir bool
 }
+
+// NodeSharedDir is where every node of a cluster made with
+// ClusterSpec.SharedDir mounts Cluster.SharedDir.
+const NodeSharedDir = "/shared"
 
 // The ports every node container publishes on 127.0.0.1, at random host
 // ports (Node.HostPort). A container in a node publishes on them to be
@@ -275,11 +290,22 @@ func (e *Env) startCluster(t testing.TB, spec ClusterSpec) (*Cluster, error) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+	if spec.SharedDir {
+		// Writable by anyone: the Interlock image runs as nobody.
+		c.SharedDir = filepath.Join(c.Dir, "shared")
+		if err := os.Mkdir(c.SharedDir, 0o777); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(c.SharedDir, 0o1777); err != nil {
+			return nil, err
+		}
+	}
 	began = time.Now()
 	subnet, err := e.createClusterNetwork(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	c.Gateway = subnet.Addr().Next()
 	t.Cleanup(func() { c.teardown(t) })
 
 	addr := subnet.Addr().Next() // .1 is the gateway
@@ -421,6 +447,9 @@ func (e *Env) startNode(ctx context.Context, c *Cluster, n *Node, img string) er
 	}
 	if _, err := os.Stat(filepath.Join(c.Dir, "certs")); err == nil {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: filepath.Join(c.Dir, "certs"), Target: NodeCertsDir, ReadOnly: true})
+	}
+	if c.SharedDir != "" {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: c.SharedDir, Target: NodeSharedDir})
 	}
 	if n.TLSHost != "" {
 		certs := nodeServerCertsDir + "/" + n.Name

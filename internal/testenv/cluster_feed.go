@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -90,6 +91,14 @@ type ClusterFeedSpec struct {
 	Controllers []string
 	// Args follow the flags RunFeed passes.
 	Args []string
+	// Files are more files to copy in before the container starts
+	// (container path -> host path), readable by anyone, such as an
+	// --acme-ca-root.
+	Files map[string]string
+	// Mounts are more mounts of the container, such as a bind of the
+	// node's NodeSharedDir (ClusterSpec.SharedDir) for a controller's
+	// --acme-storage.
+	Mounts []mount.Mount
 }
 
 // FeedContainer is a controller or an edge run by Cluster.RunFeed.
@@ -122,7 +131,7 @@ type FeedContainer struct {
 //     the node's NodeHTTPPort, NodeHTTPSPort and NodeAPIPort, as
 //     RunInterlock does.
 //
-// The feed certificates are copied into FeedCertsDir before the
+// The feed certificates (and spec.Files) are copied in before the
 // container starts. The container (and an edge's volume) is removed when
 // the test ends, its log shown if the test failed, unless its node was
 // killed.
@@ -190,15 +199,19 @@ func (c *Cluster) RunFeed(t testing.TB, spec ClusterFeedSpec) FeedContainer {
 		cmd = append(cmd, "--feed-addr", ":"+strconv.Itoa(FeedPort), "--state-dir", "/var/lib/interlock")
 		cfg.ExposedPorts[tcpPort(FeedPort)] = struct{}{}
 		host.PortBindings = network.PortMap{apiPort: on(NodeAPIPort)}
-		host.Tmpfs = map[string]string{"/var/lib/interlock": "mode=1777"}
+		// The image's user owns it: runc gives a tmpfs over a directory
+		// of the image that directory's mode (0755), whatever mode= says.
+		host.Tmpfs = map[string]string{"/var/lib/interlock": "mode=1777,uid=65534,gid=65534"}
 		if err := mountNodeSocket(host); err != nil {
 			t.Fatal(err)
 		}
 		fc.URL = "https://" + alias + ":" + strconv.Itoa(FeedPort)
 	}
 	cfg.Cmd = append(cmd, spec.Args...)
+	host.Mounts = append(host.Mounts, spec.Mounts...)
 
 	files := map[string]string{FeedCertsDir + "/ca.pem": spec.PKI.CA, FeedCertsDir + "/cert.pem": certFile, FeedCertsDir + "/key.pem": keyFile}
+	maps.Copy(files, spec.Files)
 	archive, err := feedArchive(files, state)
 	if err != nil {
 		t.Fatal(err)

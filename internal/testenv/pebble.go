@@ -129,12 +129,20 @@ func StartPebble(t testing.TB, httpPort, tlsPort int) *Pebble {
 
 // PebbleConfig is what StartPebbleWith may change.
 type PebbleConfig struct {
-	// HTTPPort and TLSPort are where the validation authority connects on
-	// 127.0.0.1 for HTTP-01 and TLS-ALPN-01.
+	// HTTPPort and TLSPort are where the validation authority connects
+	// for HTTP-01 and TLS-ALPN-01, on 127.0.0.1 or the address Resolve
+	// gave the name.
 	HTTPPort, TLSPort int
 	// CertValidity is how long the certificates Pebble issues are valid,
 	// in whole seconds; zero: Pebble's default (5 years).
 	CertValidity time.Duration
+	// ListenHost is the IP address Pebble's ACME directory listens on
+	// (Pebble.Dir), which its listener certificate names too: an address
+	// of this machine that the clients reach, such as the gateway of a
+	// cluster's network (Cluster.Gateway) for Interlock inside the nodes.
+	// Empty: 127.0.0.1. Its management interface and the mock DNS stay
+	// on 127.0.0.1.
+	ListenHost string
 }
 
 // StartPebbleWith is StartPebble with more settings.
@@ -142,8 +150,16 @@ func StartPebbleWith(t testing.TB, pc PebbleConfig) *Pebble {
 	t.Helper()
 	httpPort, tlsPort := pc.HTTPPort, pc.TLSPort
 	pebblePath, dnsPath := needPebble(t)
+	listen := pc.ListenHost
+	if listen == "" {
+		listen = "127.0.0.1"
+	}
+	listenIP := net.ParseIP(listen)
+	if listenIP == nil {
+		t.Fatalf("PebbleConfig.ListenHost %q: want an IP address", listen)
+	}
 	dir := t.TempDir()
-	certPEM, keyPEM, roots := pebbleListenerCert(t)
+	certPEM, keyPEM, roots := pebbleListenerCert(t, listenIP)
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -154,7 +170,7 @@ func StartPebbleWith(t testing.TB, pc PebbleConfig) *Pebble {
 	dnsPort, dnsMgmtPort := freeLoopbackPort(t, true), freeLoopbackPort(t, false)
 	acmePort, mgmtPort := freeLoopbackPort(t, false), freeLoopbackPort(t, false)
 	settings := map[string]any{
-		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", acmePort),
+		"listenAddress":                  net.JoinHostPort(listen, strconv.Itoa(acmePort)),
 		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 		"certificate":                    write("cert.pem", certPEM),
 		"privateKey":                     write("key.pem", keyPEM),
@@ -169,7 +185,7 @@ func StartPebbleWith(t testing.TB, pc PebbleConfig) *Pebble {
 	cfg, _ := json.Marshal(map[string]any{"pebble": settings})
 	cfgPath := write("pebble.json", cfg)
 	pb := &Pebble{
-		Dir:     fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort),
+		Dir:     "https://" + net.JoinHostPort(listen, strconv.Itoa(acmePort)) + "/dir",
 		Roots:   roots,
 		RootPEM: certPEM,
 		mgmt:    fmt.Sprintf("https://127.0.0.1:%d", mgmtPort),
@@ -257,7 +273,7 @@ func (pb *Pebble) IssuingRoot(t testing.TB) *x509.CertPool {
 }
 
 // Resolve makes the mock DNS answer name with ip (A record); keep ip on
-// loopback.
+// loopback, or on the project's own containers (a cluster's nodes).
 func (pb *Pebble) Resolve(t testing.TB, name, ip string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"host": name, "addresses": []string{ip}})
@@ -277,8 +293,9 @@ func (pb *Pebble) Orders() int {
 }
 
 // pebbleListenerCert makes the certificate of Pebble's own HTTPS listener (the
-// Debian package ships none) and the pool that trusts it.
-func pebbleListenerCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+// Debian package ships none), naming 127.0.0.1 and ip, and the pool that
+// trusts it.
+func pebbleListenerCert(t testing.TB, ip net.IP) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -288,7 +305,7 @@ func pebbleListenerCert(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPo
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
 		Subject:               pkix.Name{CommonName: "pebble test listener"},
 		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), ip},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
