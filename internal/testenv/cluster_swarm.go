@@ -315,7 +315,10 @@ func (c *Cluster) RunInterlock(t testing.TB, spec ClusterInterlockSpec) Interloc
 		host.PortBindings = network.PortMap{apiPort: on(NodeAPIPort)}
 	}
 	if spec.StateDir != "" {
-		host.Tmpfs = map[string]string{spec.StateDir: "mode=1777"}
+		// The image's user owns it: over a directory of the image (its
+		// /var/lib/interlock belongs to nobody, mode 0755) runc gives the
+		// tmpfs that directory's mode, whatever mode= says.
+		host.Tmpfs = map[string]string{spec.StateDir: "mode=1777,uid=65534,gid=65534"}
 	}
 	if spec.TLS {
 		if c.TLSHost == "" {
