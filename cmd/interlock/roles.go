@@ -123,10 +123,11 @@ func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() doc
 // another controller sharing the ACME storage is ordering, maybe before
 // this one manages them (its edges may have taken a moment longer).
 func (d *feedDriver) answerChallenge(w http.ResponseWriter, r *http.Request) {
-	host := strings.ToLower(strings.TrimSuffix(r.Host, "."))
+	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	d.mu.Lock()
 	listed := slices.Contains(d.names, host)
 	d.mu.Unlock()
