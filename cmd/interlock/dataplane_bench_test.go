@@ -146,11 +146,12 @@ func TestDataPlaneBenchmark(t *testing.T) {
 	var proxies []*dpProxy
 	{
 		https := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		p := startProcess(t, append([]string{"--https-addr", https}, common...)...)
+		// The net/http engine for everything.
+		p := startProcess(t, append([]string{"--https-addr", https, "--builtin-engine", "nethttp"}, common...)...)
 		proxies = append(proxies, &dpProxy{name: "builtin", p: p, httpsAddr: https})
 	}
 	{
-		// The fasthttp engine for plain HTTP (HTTPS stays net/http).
+		// The fasthttp engine for plain HTTP (HTTPS stays net/http), the default.
 		https := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		p := startProcess(t, append([]string{"--https-addr", https, "--builtin-engine", "fasthttp"}, common...)...)
 		proxies = append(proxies, &dpProxy{name: "builtin-fasthttp", p: p, httpsAddr: https})

@@ -154,9 +154,9 @@ type Config struct {
 	// answers for ssl_only hosts. Default 0 (off); otherwise at least 1s.
 	HSTSMaxAge time.Duration
 	// BuiltinEngine is the built-in proxy's engine on the plain HTTP
-	// listener: EngineNetHTTP (default) or EngineFastHTTP (valyala/
-	// fasthttp for plain HTTP/1.1 on matched routes, net/http for the
-	// rest). HTTPS is always served by net/http.
+	// listener: EngineFastHTTP (default: valyala/fasthttp for plain
+	// HTTP/1.1 on matched routes, net/http for the rest) or EngineNetHTTP
+	// (net/http for everything). HTTPS is always served by net/http.
 	BuiltinEngine string
 
 	// The built-in proxy's edge (edge.go): trusted client addresses, the
@@ -331,7 +331,7 @@ func Default() Config {
 		DrainTimeout:         defaultDrainTimeout,
 
 		AccessLogFormat:         defaultAccessLogFormat,
-		BuiltinEngine:           EngineNetHTTP,
+		BuiltinEngine:           EngineFastHTTP,
 		ClientReadHeaderTimeout: defaultClientReadHeaderTimeout,
 		ClientIdleTimeout:       defaultClientIdleTimeout,
 		BackendConnectTimeout:   defaultBackendConnectTimeout,

@@ -161,7 +161,7 @@ func fullWant() Config {
 		StatsAddr:            "[::1]:9404",
 		DrainTimeout:         45 * time.Second,
 		HSTSMaxAge:           8760 * time.Hour,
-		BuiltinEngine:        EngineFastHTTP,
+		BuiltinEngine:        EngineNetHTTP,
 
 		ProxyProtocolTrustedIPs:      "10.0.0.0/8, 192.168.1.10",
 		ForwardedHeadersTrustedIPs:   "fd00::/8",
@@ -467,8 +467,8 @@ func TestPrecedence(t *testing.T) {
 			want: [...]string{"0s", "1h0m0s", "", "2h0m0s", "0s"},
 		},
 		{
-			key: "builtin_engine", file: `"fasthttp"`, env: "nethttp", flag: "fasthttp",
-			want: [...]string{"nethttp", "fasthttp", "", "nethttp", "fasthttp"},
+			key: "builtin_engine", file: `"nethttp"`, env: "fasthttp", flag: "nethttp",
+			want: [...]string{"fasthttp", "nethttp", "", "fasthttp", "nethttp"},
 		},
 		{
 			// The flag sets the empty value: given, it still wins.

@@ -22,7 +22,7 @@ import (
 )
 
 // The fasthttp engine of the plain HTTP listener (DESIGN.md, "The built-in
-// data plane"; opt-in: --builtin-engine fasthttp). net/http's per-request
+// data plane"; --builtin-engine fasthttp, the default). net/http's per-request
 // goroutines, channel handoffs and allocations cost the built-in proxy most
 // of its CPU; fasthttp serves a keep-alive connection on one goroutine and
 // reuses every request and response object.
