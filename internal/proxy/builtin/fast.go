@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -725,6 +726,39 @@ func (c *fastConn) LocalAddr() net.Addr {
 	}
 	return &c.local
 }
+
+// Read and Write hide, from fasthttp, that the kernel's cut of a backend
+// connection after unackedTimeout (TCP_USER_TIMEOUT: its node is gone) is
+// a timeout: fasthttp turns every error with Timeout() into ErrTimeout,
+// which is a slow backend's 504, never retried. As lostConnError it is a
+// lost connection, and an idempotent request goes to another backend, as
+// on the net/http engine (DESIGN.md invariant 7).
+func (c *fastConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	return n, lostConn(err)
+}
+
+func (c *fastConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, lostConn(err)
+}
+
+func lostConn(err error) error {
+	if err != nil && errors.Is(err, syscall.ETIMEDOUT) {
+		return lostConnError{err}
+	}
+	return err
+}
+
+// lostConnError is a backend connection the kernel gave up on; it has no
+// Timeout method, on purpose (fastConn.Read).
+type lostConnError struct{ err error }
+
+func (e lostConnError) Error() string {
+	return "backend connection lost: nothing acknowledged for " + unackedTimeout.String() + ": " + e.err.Error()
+}
+
+func (e lostConnError) Unwrap() error { return e.err }
 
 // clearReadDeadline lifts the response-header timeout of the connection
 // br came on: a slow body is not a slow backend (net/http's
