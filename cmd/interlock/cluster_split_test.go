@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,29 +66,8 @@ func TestClusterSplitStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const stack = "split"
-	environ := append(os.Environ(),
-		"DOCKER_HOST=unix://"+c.Manager().Socket, "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "DOCKER_CONTEXT=",
-		"INTERLOCK_IMAGE="+img, "APP_IMAGE="+image, "CERTS="+certs, "NETWORK="+ov,
-		"DOCKER_SOCKET="+testenv.NodeSocket, fmt.Sprintf("DOCKER_GID=%d", gid),
-		fmt.Sprintf("HTTP_PORT=%d", testenv.NodeHTTPPort), fmt.Sprintf("HTTPS_PORT=%d", testenv.NodeHTTPSPort))
-	run := func(args ...string) error {
-		cmd := exec.Command(docker, args...)
-		cmd.Env = environ
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("docker %s:\n%s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-		return nil
-	}
-	if err := run("stack", "deploy", "--resolve-image", "never", "-c", stackFile, stack); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := run("stack", "rm", stack); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	run := deployStack(t, c, docker, img, ov, stackFile, stack,
+		"CERTS="+certs, "DOCKER_SOCKET="+testenv.NodeSocket, fmt.Sprintf("DOCKER_GID=%d", gid))
 	managers := map[string]bool{"manager1": true, "manager2": true}
 	proxyNodes := map[string]bool{"worker1": true, "worker2": true}
 	waitTasksOn(t, c, stack+"_controller", managers)

@@ -123,29 +123,8 @@ func TestClusterProxyNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		environ := append(os.Environ(),
-			"DOCKER_HOST=unix://"+c.Manager().Socket, "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "DOCKER_CONTEXT=",
-			"INTERLOCK_IMAGE="+img, "APP_IMAGE="+image, "MANAGER="+c.TLSHost,
-			"CERTS="+filepath.Join(c.Dir, "certs", "client"), "NETWORK="+ov,
-			fmt.Sprintf("HTTP_PORT=%d", testenv.NodeHTTPPort), fmt.Sprintf("HTTPS_PORT=%d", testenv.NodeHTTPSPort))
-		run := func(args ...string) error {
-			cmd := exec.Command(docker, args...)
-			cmd.Env = environ
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			t.Logf("docker %s:\n%s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-			return nil
-		}
-		if err := run("stack", "deploy", "--resolve-image", "never", "-c", stackFile, stack); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := run("stack", "rm", stack); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		})
+		deployStack(t, c, docker, img, ov, stackFile, stack,
+			"MANAGER="+c.TLSHost, "CERTS="+filepath.Join(c.Dir, "certs", "client"))
 
 		// One Interlock task on each proxy node, none elsewhere.
 		var edges []clusterEdge
@@ -438,6 +417,39 @@ func edgeNames(edges []clusterEdge) string {
 		names = append(names, ed.node.Name)
 	}
 	return strings.Join(names, " and ")
+}
+
+// deployStack deploys stackFile as stack with the docker CLI against the
+// cluster's first manager, with the variables the examples' stacks read
+// (INTERLOCK_IMAGE img, APP_IMAGE the backend image, NETWORK ov, the
+// nodes' HTTP and HTTPS ports) and extra ones, removes it when the test
+// ends, and returns a runner of more docker commands in that environment.
+func deployStack(t *testing.T, c *testenv.Cluster, docker, img, ov, stackFile, stack string, extra ...string) func(args ...string) error {
+	t.Helper()
+	environ := append(os.Environ(),
+		"DOCKER_HOST=unix://"+c.Manager().Socket, "DOCKER_TLS_VERIFY=", "DOCKER_CERT_PATH=", "DOCKER_CONTEXT=",
+		"INTERLOCK_IMAGE="+img, "APP_IMAGE="+image, "NETWORK="+ov,
+		fmt.Sprintf("HTTP_PORT=%d", testenv.NodeHTTPPort), fmt.Sprintf("HTTPS_PORT=%d", testenv.NodeHTTPSPort))
+	environ = append(environ, extra...)
+	run := func(args ...string) error {
+		cmd := exec.Command(docker, args...)
+		cmd.Env = environ
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("docker %s:\n%s", strings.Join(args, " "), strings.TrimSpace(string(out)))
+		return nil
+	}
+	if err := run("stack", "deploy", "--resolve-image", "never", "-c", stackFile, stack); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := run("stack", "rm", stack); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return run
 }
 
 // dockerCLI returns the docker command-line client's path: docker stack
