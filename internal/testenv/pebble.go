@@ -94,27 +94,21 @@ func needPebble(t testing.TB) (pebblePath, dnsPath string) {
 }
 
 // freeLoopbackPort returns a loopback port free for TCP, and for UDP too when
-// udp is true (the DNS server takes both).
+// udp is true (the DNS server takes both): one of FreePort's, below the
+// ephemeral range.
 func freeLoopbackPort(t testing.TB, udp bool) int {
 	t.Helper()
 	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		port := FreePort(t)
 		if !udp {
-			ln.Close()
 			return port
 		}
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
-		if err == nil {
+		if pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 			pc.Close()
 			return port
 		}
 	}
-	t.Fatal("no free port")
+	t.Fatal("no free port for both TCP and UDP")
 	return 0
 }
 
