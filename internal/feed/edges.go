@@ -97,16 +97,23 @@ func (b *edgeBook) sawTable(t routing.Table) {
 	}
 }
 
-// has reports whether the table of snapshot version v had host; known is
-// false when that table is not remembered.
-func (b *edgeBook) has(v, host string) (has, known bool) {
+// hostsOf returns the host names of the table of snapshot version v, nil
+// when that table is not remembered (or v is "").
+func (b *edgeBook) hostsOf(v string) map[string]bool {
 	th := TableVersion(v)
 	for i := len(b.tables) - 1; i >= 0; i-- {
 		if b.tables[i].hash == th {
-			return b.tables[i].hosts[host], true
+			return b.tables[i].hosts
 		}
 	}
-	return false, false
+	return nil
+}
+
+// has reports whether the table of snapshot version v had host; known is
+// false when that table is not remembered.
+func (b *edgeBook) has(v, host string) (has, known bool) {
+	hosts := b.hostsOf(v)
+	return hosts[host], hosts != nil
 }
 
 // edgeName is how r's edge is known: its "edge" parameter, else its
@@ -217,15 +224,7 @@ func (s *Server) ServedByEdges(names []string) []string {
 		if !s.stateOf(e).Connected {
 			continue
 		}
-		var hosts map[string]bool
-		th := TableVersion(e.Version)
-		for i := len(s.edges.tables) - 1; i >= 0 && e.Version != ""; i-- {
-			if s.edges.tables[i].hash == th {
-				hosts = s.edges.tables[i].hosts
-				break
-			}
-		}
-		sets = append(sets, hosts) // nil: none known
+		sets = append(sets, s.edges.hostsOf(e.Version)) // nil: none known
 	}
 	if len(sets) == 0 {
 		return nil
