@@ -223,6 +223,14 @@ func normalize(name string) string {
 	return strings.ToLower(strings.TrimSuffix(name, "."))
 }
 
+// hostOnly is a request's Host without its port.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
 // Sync makes names the managed set: each new name is loaded from storage,
 // or ordered, in the background; names no longer listed stop being
 // renewed (their files stay in storage, so a name that comes back is
@@ -325,11 +333,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // Manager (or of another instance sharing its storage) for a managed
 // name, and reports whether it did.
 func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if !m.isManaged(normalize(host)) {
+	if !m.isManaged(normalize(hostOnly(r.Host))) {
 		return false
 	}
 	return m.issuer.HandleHTTPChallenge(w, r)

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -194,11 +193,4 @@ func (m *Manager) ChallengeHandler() http.Handler {
 			http.Error(w, "interlock: no ACME challenge pending for this host and token", http.StatusNotFound)
 		}
 	})
-}
-
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return hostport
 }
