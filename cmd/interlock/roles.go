@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/interlock-proxy/interlock/internal/acme"
 	"github.com/interlock-proxy/interlock/internal/api"
 	"github.com/interlock-proxy/interlock/internal/config"
 	"github.com/interlock-proxy/interlock/internal/controller"
@@ -56,11 +58,16 @@ type feedDriver struct {
 	names   []string             // the live table's ACME names
 	served  map[string]time.Time // since when this controller's edges serve each
 	managed []string             // those handed to certmagic (syncACME)
+	pems    map[string][]byte    // the exported files of managed names, as last read
+	// exported is set by each export of certificate files, which
+	// publishCertsLocked then reads again.
+	exported *atomic.Bool
 }
 
-// feedCertsEvery is how often a controller re-reads its certificates for
-// the edges besides each export: a failure or recovery of an issuance
-// changes what they are told without any file changing.
+// feedCertsEvery is how often a controller looks at its ACME names for
+// the edges besides each export and each edge report: a failure or
+// recovery of an issuance changes what they are told without any file
+// changing, and a name's order grace ends.
 const feedCertsEvery = 2 * time.Second
 
 // newFeedDriver returns a controller's driver and its close. A
@@ -82,7 +89,8 @@ func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() doc
 		default:
 		}
 	}
-	acmeSide, closeACME, err := newDriverACME(cfg, log, true, poke)
+	exported := new(atomic.Bool)
+	acmeSide, closeACME, err := newDriverACME(cfg, log, true, func() { exported.Store(true); poke() })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,7 +102,7 @@ func newFeedDriver(cfg config.Config, log *slog.Logger, dockerStatus *func() doc
 		}
 		return nil
 	}}
-	d := &feedDriver{acme: acmeSide, poke: poke, served: map[string]time.Time{}}
+	d := &feedDriver{acme: acmeSide, poke: poke, served: map[string]time.Time{}, pems: map[string][]byte{}, exported: exported}
 	if acmeSide != nil {
 		opts.Challenges, opts.OnEdgeApplied = http.HandlerFunc(d.answerChallenge), poke
 	}
@@ -212,9 +220,13 @@ func (d *feedDriver) syncACME() {
 }
 
 // publishCertsLocked sends the edges the certificate of every managed
-// ACME name that has one (the exported files, which certmagic renews),
+// ACME name that has one (the exported files, which certmagic renews, read
+// again after each export),
 // and the names whose issuance failed; d.mu is held.
 func (d *feedDriver) publishCertsLocked() {
+	// The files change only in an export; a name not read yet is looked
+	// for every time, until it has one.
+	reread := d.exported.Swap(false)
 	certs := &feed.Certificates{}
 	for _, n := range d.managed {
 		err := d.acme.m.Failure(n)
@@ -229,10 +241,20 @@ func (d *feedDriver) publishCertsLocked() {
 			}
 			certs.Failures[n] = err.Error()
 		}
-		if f := d.acme.File(n); f != "" {
-			if pem, err := os.ReadFile(f); err == nil {
-				certs.Certificates = append(certs.Certificates, feed.Certificate{Name: n, PEM: pem})
+		pem, ok := d.pems[n]
+		if reread || !ok {
+			var err error
+			if pem, err = os.ReadFile(filepath.Join(d.acme.dir, acme.ExportFile(n))); err == nil {
+				d.pems[n] = pem
 			}
+		}
+		if pem != nil {
+			certs.Certificates = append(certs.Certificates, feed.Certificate{Name: n, PEM: pem})
+		}
+	}
+	for n := range d.pems {
+		if !slices.Contains(d.managed, n) {
+			delete(d.pems, n)
 		}
 	}
 	_ = d.SetCertificates(certs)
