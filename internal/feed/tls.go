@@ -97,6 +97,13 @@ func (f *TLSFiles) load(stamp string) error {
 func (f *TLSFiles) current() (*x509.CertPool, *tls.Certificate, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.refreshLocked()
+	return f.pool, f.pair, f.gen
+}
+
+// refreshLocked re-reads the files when they changed since the last look,
+// at most every tlsCheckEvery; f.mu is held.
+func (f *TLSFiles) refreshLocked() {
 	if time.Since(f.checked) >= tlsCheckEvery {
 		f.checked = time.Now()
 		stamp, err := f.stat()
@@ -111,7 +118,6 @@ func (f *TLSFiles) current() (*x509.CertPool, *tls.Certificate, int) {
 			f.stamp = stamp // once per change, not once per handshake
 		}
 	}
-	return f.pool, f.pair, f.gen
 }
 
 // Generation counts the loads: it changes when the files were reloaded
@@ -126,15 +132,15 @@ func (f *TLSFiles) Generation() int {
 func (f *TLSFiles) ServerConfig() *tls.Config {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		pool, pair, _ := f.current()
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.server == nil || f.server.ClientCAs != pool { // load cleared it
+		f.refreshLocked()
+		if f.server == nil { // none yet, or load cleared it
 			f.server = &tls.Config{
 				MinVersion:   tls.VersionTLS12,
-				Certificates: []tls.Certificate{*pair},
+				Certificates: []tls.Certificate{*f.pair},
 				ClientAuth:   tls.RequireAndVerifyClientCert,
-				ClientCAs:    pool,
+				ClientCAs:    f.pool,
 				NextProtos:   []string{"http/1.1"},
 			}
 		}
