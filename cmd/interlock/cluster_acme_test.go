@@ -49,11 +49,7 @@ import (
 func TestClusterEdgesACME(t *testing.T) {
 	e := needDocker(t)
 	ctx := context.Background()
-	proxy := map[string]string{"role": "proxy"}
-	c := e.Cluster(t, testenv.ClusterSpec{
-		Managers: 2, Workers: 2, SharedDir: true,
-		NodeLabels: map[string]map[string]string{"worker1": proxy, "worker2": proxy},
-	})
+	c := splitCluster(t, e, true)
 	workers := []*testenv.Node{c.Node("worker1"), c.Node("worker2")}
 
 	// The CA connects to the names on the nodes' own addresses, where each

@@ -42,11 +42,7 @@ import (
 func TestClusterControllersAndEdges(t *testing.T) {
 	e := needDocker(t)
 	ctx := context.Background()
-	proxy := map[string]string{"role": "proxy"}
-	c := e.Cluster(t, testenv.ClusterSpec{
-		Managers: 2, Workers: 2,
-		NodeLabels: map[string]map[string]string{"worker1": proxy, "worker2": proxy},
-	})
+	c := splitCluster(t, e, false)
 	ov := c.Overlay(t)
 	host := hostFor(t, "app")
 	app := &clusterApp{c: c, ov: ov, host: host, replicas: 2, appNodes: map[string]bool{"manager1": true, "manager2": true}}
@@ -257,6 +253,19 @@ func TestClusterControllersAndEdges(t *testing.T) {
 	}
 	waitFollowing(t, edges[:1], urls[1])
 	waitReadyz(t, edges[:1], "200 ready")
+}
+
+// splitCluster is the Swarm of the split deployment's tests: two managers
+// (the controllers', and the applications' nodes) and two proxy workers,
+// worker1 and worker2, labelled role=proxy (the edges'); with sharedDir,
+// one host directory at NodeSharedDir in every node.
+func splitCluster(t *testing.T, e *testenv.Env, sharedDir bool) *testenv.Cluster {
+	t.Helper()
+	proxy := map[string]string{"role": "proxy"}
+	return e.Cluster(t, testenv.ClusterSpec{
+		Managers: 2, Workers: 2, SharedDir: sharedDir,
+		NodeLabels: map[string]map[string]string{"worker1": proxy, "worker2": proxy},
+	})
 }
 
 // checkNoDocker checks that an edge's container has no way to Docker: no

@@ -31,11 +31,7 @@ func TestClusterSplitStack(t *testing.T) {
 	e := needDocker(t)
 	docker := dockerCLI(t)
 	ctx := context.Background()
-	proxy := map[string]string{"role": "proxy"}
-	c := e.Cluster(t, testenv.ClusterSpec{
-		Managers: 2, Workers: 2,
-		NodeLabels: map[string]map[string]string{"worker1": proxy, "worker2": proxy},
-	})
+	c := splitCluster(t, e, false)
 	ov := c.Overlay(t)
 	img, err := e.InterlockImage(ctx)
 	if err != nil {
