@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -36,41 +34,33 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 	}
 }
 
-// FreePort returns a TCP port that is free on 127.0.0.1 now. Another
-// process may still take it before the caller binds it; prefer listening
-// on :0 directly where the code allows.
+// FreePort returns a TCP port on 127.0.0.1 that the kernel just handed out
+// and that is free again. Another process may still take it before the
+// caller binds it; prefer listening on :0 directly where the code allows.
 //
-// It is drawn at random below the kernel's ephemeral range (32768-60999
-// here), where ports for :0 listeners and the local ends of outgoing
-// connections come from: a port the kernel just handed out, closed, is
-// soon handed out again, to the many connections and :0 listeners of the
-// test packages running in parallel (seen as nginx's "bind() ... Address
-// already in use"). A port this process returned before is never returned
-// again.
+// The kernel may hand the same port out again once it is closed, so two
+// calls in a row can agree: a port this process returned before is never
+// returned again (a test taking --http-addr and --https-addr would
+// otherwise, now and then, get one port for both).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	freePorts.Lock()
 	defer freePorts.Unlock()
-	for range 1000 {
-		port := freePortMin + rand.IntN(freePortMax-freePortMin+1)
-		if freePorts.given[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			continue // taken
+			t.Fatalf("free port: %v", err)
 		}
+		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		freePorts.given[port] = true
-		return port
+		if !freePorts.given[port] {
+			freePorts.given[port] = true
+			return port
+		}
 	}
-	t.Fatal("free port: no free port found below the ephemeral range")
+	t.Fatal("free port: the kernel keeps handing out ports this process used already")
 	return 0
 }
-
-// The range FreePort draws from: above the well-known and most registered
-// services' ports, below the ephemeral range.
-const freePortMin, freePortMax = 20000, 32000
 
 // freePorts are the ports FreePort returned.
 var freePorts = struct {
