@@ -43,7 +43,7 @@ func project(s container.Summary) Container {
 func projectInspect(ci container.InspectResponse) Container {
 	c := Container{ID: ci.ID, Name: strings.TrimPrefix(ci.Name, "/")}
 	if t, err := time.Parse(time.RFC3339Nano, ci.Created); err == nil {
-		c.Created = t.UTC().Truncate(time.Second) // as precise as a list
+		c.Created = t.UTC()
 	}
 	if ci.Config != nil {
 		c.Labels = ci.Config.Labels

@@ -389,8 +389,18 @@ func (st *state) listAll(ctx context.Context, cli *client.Client) error {
 		return fmt.Errorf("list containers: %w", err)
 	}
 	next := make(map[string]Container, len(res.Items))
+	var unknown []string
 	for _, item := range res.Items {
-		next[item.ID] = project(item)
+		c := project(item)
+		if old, ok := st.containers[item.ID]; ok && old.Created.Truncate(time.Second).Equal(c.Created) {
+			c.Created = old.Created
+		} else {
+			unknown = append(unknown, item.ID)
+		}
+		next[item.ID] = c
+	}
+	if err := exactCreated(ctx, cli, next, unknown); err != nil {
+		return err
 	}
 	st.containers = next
 	for id := range st.draining {
@@ -404,6 +414,59 @@ func (st *state) listAll(ctx context.Context, cli *client.Client) error {
 		}
 	}
 	return nil
+}
+
+// exactCreated replaces the whole seconds a list gives as creation times
+// of the containers ids with the engine's exact times, read by inspect. The
+// first container of a host defines its settings (discovery.Build), and
+// "docker compose up --scale" creates several in one second: at a second's
+// precision their ID, which is random, would decide. A creation time never
+// changes, so each container is inspected once in its life; one that is
+// gone meanwhile leaves next.
+func exactCreated(ctx context.Context, cli *client.Client, next map[string]Container, ids []string) error {
+	type result struct {
+		id      string
+		created time.Time
+		gone    bool
+		err     error
+	}
+	const parallel = 8
+	results := make(chan result, len(ids))
+	sem := make(chan struct{}, parallel)
+	for _, id := range ids {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			res, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+			switch {
+			case cerrdefs.IsNotFound(err):
+				results <- result{id: id, gone: true}
+			case err != nil:
+				results <- result{id: id, err: fmt.Errorf("inspect container %.12s: %w", id, err)}
+			default:
+				created, err := time.Parse(time.RFC3339Nano, res.Container.Created)
+				if err != nil {
+					err = fmt.Errorf("container %.12s: creation time %q: %w", id, res.Container.Created, err)
+				}
+				results <- result{id: id, created: created.UTC(), err: err}
+			}
+		}()
+	}
+	var errs []error
+	for range ids {
+		r := <-results
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.gone:
+			delete(next, r.id)
+		default:
+			c := next[r.id]
+			c.Created = r.created
+			next[r.id] = c
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // refresh re-reads one container; gone means it no longer runs.

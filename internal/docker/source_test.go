@@ -79,6 +79,41 @@ func TestListAndInspectProjectAlike(t *testing.T) {
 	}
 }
 
+// Containers created one after the other, within a second, as "docker
+// compose up --scale" does, list in the order they were created: a list's
+// whole seconds would leave their random IDs to decide which one defines
+// the host.
+func TestListKeepsCreationOrder(t *testing.T) {
+	e := testenv.Require(t)
+	ctx := context.Background()
+	first := e.Run(t, testenv.ContainerSpec{Labels: map[string]string{"interlock.hostname": "first"}})
+	second := e.Run(t, testenv.ContainerSpec{Labels: map[string]string{"interlock.hostname": "second"}})
+	cli, err := NewClient(Endpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		t.Fatal(err)
+	}
+	st := newState()
+	if err := st.listAll(ctx, cli); err != nil {
+		t.Fatal(err)
+	}
+	a, b := st.containers[first.ID], st.containers[second.ID]
+	if !a.Created.Before(b.Created) {
+		t.Errorf("listed creation times %v and %v: the first container must come first", a.Created, b.Created)
+	}
+	// A second list reuses what it knows instead of inspecting again, and
+	// keeps the exact times.
+	if err := st.listAll(ctx, cli); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.containers[first.ID].Created; !got.Equal(a.Created) {
+		t.Errorf("relisted creation time %v, want %v", got, a.Created)
+	}
+}
+
 // TestSourceContainersOnly: a Source for the proxy containers' engine lists
 // containers and nothing of the swarm, even when that engine is a manager
 // (a fake one here, which fails the test if asked for swarm state).
