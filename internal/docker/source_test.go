@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/interlock-proxy/interlock/internal/testenv"
 	"github.com/moby/moby/client"
@@ -137,7 +138,9 @@ func TestSourceContainersOnly(t *testing.T) {
 			w.Header().Set("Api-Version", "1.41")
 			_, _ = w.Write([]byte("OK"))
 		case "/containers/json":
-			_, _ = w.Write([]byte(`[{"Id":"abc","Names":["/nginx"],"State":"running","Labels":{"interlock.ext.name":"nginx"}}]`))
+			_, _ = w.Write([]byte(`[{"Id":"abc","Names":["/nginx"],"Created":1767225600,"State":"running","Labels":{"interlock.ext.name":"nginx"}}]`))
+		case "/containers/abc/json":
+			_, _ = w.Write([]byte(`{"Id":"abc","Name":"/nginx","Created":"2026-01-01T00:00:00.25Z"}`))
 		case "/info":
 			_, _ = w.Write([]byte(`{"Swarm":{"LocalNodeState":"active","ControlAvailable":true}}`))
 		default:
@@ -156,9 +159,11 @@ func TestSourceContainersOnly(t *testing.T) {
 	}
 	if snap.Swarm || len(snap.Containers) != 1 || snap.Containers[0].ID != "abc" {
 		t.Errorf("snapshot = %+v, want the one container and no swarm", snap)
+	} else if want := time.Date(2026, 1, 1, 0, 0, 0, 250e6, time.UTC); !snap.Containers[0].Created.Equal(want) {
+		t.Errorf("creation time %v, want the inspected %v", snap.Containers[0].Created, want)
 	}
 	for _, p := range seen() {
-		if p != "/_ping" && p != "/containers/json" {
+		if p != "/_ping" && !strings.HasPrefix(p, "/containers/") {
 			t.Errorf("asked the engine for %s; want containers only", p)
 		}
 	}
