@@ -17,6 +17,7 @@ const (
 	kindNoLiveBackend  = "no-live-backend"
 	kindBackendFailure = "backend-unavailable"
 	kindBackendTimeout = "backend-timeout"
+	kindIncompleteBody = "incomplete-body"
 )
 
 // noLiveError is returned by a route's RoundTrip when no backend is live.

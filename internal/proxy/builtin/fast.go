@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +68,9 @@ const (
 	// fastBufferedBody is the largest body read before the handler runs;
 	// longer ones stream and go to the net/http handler.
 	fastBufferedBody = 1 << 20
+	// fastPooledBody is the largest request body buffer a pooled relay
+	// keeps.
+	fastPooledBody = 64 << 10
 	// fastNoDeadline stands for "no read deadline" where fasthttp only
 	// takes a positive one.
 	fastNoDeadline = 10 * 365 * 24 * time.Hour
@@ -93,9 +97,29 @@ func (p *Proxy) NewFastServer(opts FastOptions) *FastServer {
 	// context, which fasthttp reuses once the handler returns while
 	// net/http's transport goroutines may still ask it for values: the
 	// request gets a context of its own instead.
-	s.fallback = fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	adapted := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := r.Context().Value(streamedBodyKey{}).(*streamedBody); ok {
+			r.Body, r.ContentLength = b, b.length
+		}
 		p.ServeHTTP(w, r.WithContext(context.Background()))
 	}))
+	s.fallback = func(ctx *fasthttp.RequestCtx) {
+		n := ctx.Request.Header.ContentLength()
+		stream := ctx.Request.BodyStream()
+		if stream == nil || (n != -1 && n <= 0) { // -1: chunked, -2: no body
+			adapted(ctx)
+			return
+		}
+		// The adaptor would read the body whole into memory first
+		// (ConvertRequest): ServeHTTP streams it from the connection
+		// instead. ResetBody takes the stream off the request without
+		// ending it; the server still drains what is left afterwards.
+		b := &streamedBody{r: stream, conn: ctx.Conn(), length: max(int64(n), -1)}
+		ctx.Request.ResetBody()
+		ctx.SetUserValue(streamedBodyKey{}, b)
+		adapted(ctx)
+		b.finish()
+	}
 	limit := opts.MaxHeaderBytes
 	if limit <= 0 {
 		limit = http.DefaultMaxHeaderBytes
@@ -108,15 +132,18 @@ func (p *Proxy) NewFastServer(opts FastOptions) *FastServer {
 		Handler:      s.handle,
 		ErrorHandler: s.serveError,
 		// net/http's slack beyond MaxHeaderBytes, as far as the cap goes.
-		ReadBufferSize:        min(limit+4096, fastMaxHeadBuffer),
-		ReadTimeout:           first,
-		IdleTimeout:           opts.IdleTimeout,
-		MaxRequestBodySize:    fastBufferedBody,
-		StreamRequestBody:     true,
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		CloseOnShutdown:       true,
-		Logger:                fastLogger{p.log},
+		ReadBufferSize:     min(limit+4096, fastMaxHeadBuffer),
+		ReadTimeout:        first,
+		IdleTimeout:        opts.IdleTimeout,
+		MaxRequestBodySize: fastBufferedBody,
+		StreamRequestBody:  true,
+		// A proxy forwards a form as sent: fasthttp would parse it (into
+		// temporary files past 16 MiB) and write it out anew.
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       fastLogger{p.log},
 	}
 	if first > 0 && opts.ReadTimeout != first {
 		// After the head, the body gets ReadTimeout (none: a far deadline).
@@ -191,7 +218,8 @@ func (s *FastServer) handle(ctx *fasthttp.RequestCtx) {
 	hdr := &ctx.Request.Header
 	uri := hdr.RequestURI()
 	pathLen, ok := simpleTarget(uri)
-	if !ok || !hdr.IsHTTP11() || ctx.IsBodyStream() || len(hdr.Peek("Upgrade")) > 0 {
+	// ContentLength is -1 for a chunked body (-2: none).
+	if n := hdr.ContentLength(); !ok || !hdr.IsHTTP11() || n == -1 || n > fastBufferedBody || len(hdr.Peek("Upgrade")) > 0 {
 		s.fallback(ctx)
 		return
 	}
@@ -257,13 +285,30 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, h *host, rt *route, uri [
 	var ipBuf [48]byte
 	client := appendRemoteIP(ipBuf[:0], ctx.RemoteAddr())
 
-	if limit, msg := p.bodyLimit(rt); limit > 0 && int64(max(hdr.ContentLength(), len(req.Body()))) > limit {
+	// handle sent chunked bodies and those over fastBufferedBody to
+	// ServeHTTP: this one has a length, and is read before it is sent, so
+	// that every attempt sends all of it.
+	n := hdr.ContentLength()
+	if limit, msg := p.bodyLimit(rt); limit > 0 && int64(n) > limit {
 		ctx.SetConnectionClose()
 		s.answer(ctx, h, rt, client, uri, pathLen, start, "", http.StatusRequestEntityTooLarge, kindBodyTooLarge, msg)
 		return
 	}
 
 	rl := acquireRelay()
+	if stream := req.BodyStream(); stream != nil && n > 0 {
+		rl.reqBody = slices.Grow(rl.reqBody[:0], n)[:n]
+		if _, err := io.ReadFull(stream, rl.reqBody); err != nil {
+			// The client went away or stalled past its read timeout
+			// before its body was in: nothing was sent to a backend.
+			releaseRelay(rl)
+			p.counters.clientCanceled.Add(1)
+			ctx.SetConnectionClose()
+			s.answer(ctx, h, rt, client, uri, pathLen, start, "", http.StatusBadRequest, kindIncompleteBody, "interlock: the request body ended before its Content-Length")
+			return
+		}
+		req.SetBodyRaw(rl.reqBody)
+	}
 	// The target as sent, for the log and errors: strip and the client's
 	// Write rewrite the header's in place.
 	rl.uri = append(rl.uri[:0], uri...)
@@ -332,7 +377,7 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, h *host, rt *route, uri [
 			p.log.Warn(what, "host", rt.host, "path", rt.path, "backend", b.addr, "name", b.name,
 				"for", p.ejectFor, "error", err)
 		}
-		// The body is in memory: every retry sends it again.
+		// The body is in memory (rl.reqBody): every retry sends it again.
 	}
 	fasthttp.ReleaseResponse(br)
 	defer releaseRelay(rl) // uri and client are its
@@ -541,6 +586,8 @@ type fastRelay struct {
 	// own are rewritten), and the stripped target.
 	uri, client, target []byte
 	pathLen             int
+	// reqBody holds the request body while it is sent.
+	reqBody []byte
 }
 
 var relays = sync.Pool{New: func() any { return new(fastRelay) }}
@@ -550,6 +597,9 @@ func acquireRelay() *fastRelay { return relays.Get().(*fastRelay) }
 func releaseRelay(r *fastRelay) {
 	r.s, r.br, r.body, r.state, r.h, r.rt, r.ctx = nil, nil, nil, nil, nil, nil, nil
 	r.closed, r.n, r.status = false, 0, 0
+	if cap(r.reqBody) > fastPooledBody {
+		r.reqBody = nil // a pooled relay keeps small buffers only
+	}
 	relays.Put(r)
 }
 
@@ -767,4 +817,48 @@ func clearReadDeadline(br *fasthttp.Response) {
 	if a, ok := br.LocalAddr().(*connAddr); ok {
 		_ = a.c.Conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// streamedBodyKey is the user value under which the fallback hands
+// ServeHTTP a request body still on the connection.
+type streamedBodyKey struct{}
+
+// streamedBody is a request body ServeHTTP reads from the client's
+// connection, while the fasthttp handler waits. Once that handler returns,
+// the server drains what is left of the body itself, so no read of the
+// transport may run then: finish waits for one in progress (cutting it
+// short with the read deadline when it is blocked on the client, which
+// then loses its connection) and refuses the later ones, as net/http's
+// server does with a body after its handler.
+type streamedBody struct {
+	mu     sync.Mutex
+	r      io.Reader
+	conn   net.Conn
+	closed bool
+	length int64 // the declared length, -1 for chunked
+}
+
+func (b *streamedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.r.Read(p)
+}
+
+func (b *streamedBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *streamedBody) finish() {
+	if !b.mu.TryLock() {
+		_ = b.conn.SetReadDeadline(time.Now())
+		b.mu.Lock()
+	}
+	b.closed = true
+	b.mu.Unlock()
 }
