@@ -97,6 +97,8 @@ func runCommand(ctx context.Context, args, environ []string, stderr io.Writer) e
 		}
 		defer pcli.Close()
 		sideCli = pcli
+	} else if w := sideloadWarning(cfg); w != "" {
+		log.Warn(w)
 	} else if ok {
 		log.Warn("--proxy-docker-host is set, but no side-loaded proxy containers are driven (--proxy nginx or haproxy, with --nginx-target or --haproxy-target containers); it is ignored",
 			"proxy_docker_host", cfg.ProxyDockerHost)

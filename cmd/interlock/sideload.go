@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/interlock-proxy/interlock/internal/api"
@@ -27,6 +28,19 @@ func proxyContainerTargets(cfg config.Config) bool {
 		return cfg.HAProxyTarget == config.TargetContainers
 	}
 	return false
+}
+
+// sideloadWarning is the start-up warning for side-loaded proxy containers
+// reached through the first of several --docker-host endpoints: an engine
+// signals and copies into its own containers only, so the source's failover
+// to another manager cannot take them along, and the proxy's engine must be
+// named. "" when there is nothing to say.
+func sideloadWarning(cfg config.Config) string {
+	if !proxyContainerTargets(cfg) || cfg.ProxyDockerHost != "" || len(cfg.DockerHosts()) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("--docker-host lists %d endpoints, and the %s containers are reached through the first, %s, which can signal only its own containers and is not followed when the watch fails over: set --proxy-docker-host to the engine the proxy containers run on (on a proxy node: unix:///var/run/docker.sock)",
+		len(cfg.DockerHosts()), cfg.Proxy, cfg.DockerHosts()[0])
 }
 
 // proxyEndpoint is the engine of --proxy-docker-host; ok is false when it

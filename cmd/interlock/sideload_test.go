@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/interlock-proxy/interlock/internal/config"
@@ -50,5 +51,34 @@ func TestProxyEndpoint(t *testing.T) {
 		if got := proxyContainerTargets(c); got != tc.want {
 			t.Errorf("proxyContainerTargets(proxy %s, nginx %s, haproxy %s) = %v, want %v", tc.proxy, tc.nginx, tc.haproxy, got, tc.want)
 		}
+	}
+}
+
+// TestSideloadWarning: proxy containers reached through the first of
+// several managers are named in a warning, which says what to set.
+func TestSideloadWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		dockerHost  string
+		proxyDocker string
+		proxy       string
+		want        string // a part of the warning; "" for none
+	}{
+		{name: "several managers, nginx containers", dockerHost: "tcp://m1:2376,tcp://m2:2376", proxy: config.ProxyNginx,
+			want: "the nginx containers are reached through the first, tcp://m1:2376, which can signal only its own containers and is not followed when the watch fails over: set --proxy-docker-host"},
+		{name: "several managers, haproxy containers", dockerHost: "tcp://m1:2376,tcp://m2:2376", proxy: config.ProxyHAProxy, want: "the haproxy containers"},
+		{name: "proxy engine named", dockerHost: "tcp://m1:2376,tcp://m2:2376", proxyDocker: "unix:///var/run/docker.sock", proxy: config.ProxyNginx},
+		{name: "one endpoint", dockerHost: "tcp://m1:2376", proxy: config.ProxyNginx},
+		{name: "built-in proxy", dockerHost: "tcp://m1:2376,tcp://m2:2376", proxy: config.ProxyBuiltin},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := config.Default()
+			c.DockerHost, c.ProxyDockerHost, c.Proxy = tc.dockerHost, tc.proxyDocker, tc.proxy
+			c.NginxTarget, c.HAProxyTarget = config.NginxContainers, config.TargetContainers
+			got := sideloadWarning(c)
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("sideloadWarning = %q, want it to contain %q", got, tc.want)
+			}
+		})
 	}
 }
