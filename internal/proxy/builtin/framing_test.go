@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +19,7 @@ type recordingBackend struct {
 	reqs []string
 }
 
-func newRecordingBackend(t *testing.T) (*recordingBackend, string) {
+func newRecordingBackend(t testing.TB) (*recordingBackend, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -136,4 +137,53 @@ func TestRequestFraming(t *testing.T) {
 			})
 		}
 	}
+}
+
+// FuzzRequestFraming sends arbitrary bytes to the fasthttp engine, the
+// default one, as a client connection would, and checks what reaches the
+// backend: each request with one framing at most, and the proxy never
+// panics (which would end the fuzzing process).
+func FuzzRequestFraming(f *testing.F) {
+	rb, be := newRecordingBackend(f)
+	p := newTestProxy(f, Options{}, nil)
+	mustApply(f, p, tableOf(hostOf("s.test", routeOf("/", be), routeOf("/strip", be))))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	fs := p.NewFastServer(FastOptions{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, IdleTimeout: time.Second})
+	go func() { _ = fs.Serve(ln) }()
+	f.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fs.Shutdown(ctx)
+	})
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: s.test\r\n\r\n",
+		"POST /strip/x HTTP/1.1\r\nHost: s.test\r\nContent-Length: 3\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nHost: s.test\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: s.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: s.test\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: s.test\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n\r\nGET /strip HTTP/1.1\r\nHost: S.TEST:80\r\n\r\n",
+		"GET http://s.test/abs HTTP/1.1\r\nHost: other\r\n\r\n",
+		"GET / HTTP/1.0\r\nHost: s.test\r\n\r\n",
+		"GET /%2e%2e/x HTTP/1.1\r\nHost: s.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Write(raw)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c) // until the proxy closes or the deadline
+		for _, r := range rb.take() {
+			if strings.Contains(r, "Content-Length") && strings.Contains(r, "Transfer-Encoding") {
+				t.Errorf("forwarded with two framings: %q", r)
+			}
+		}
+	})
 }
