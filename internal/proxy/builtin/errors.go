@@ -61,6 +61,11 @@ func (e *httpEngine) serveErrorFunc(w http.ResponseWriter, r *http.Request, err 
 		var mb *http.MaxBytesError
 		errors.As(err, &mb)
 		writeError(w, http.StatusRequestEntityTooLarge, kindBodyTooLarge, bodyTooLargeMessage(mb.Limit))
+	case errors.As(err, new(*incompleteBodyError)):
+		// Read before any backend was tried (bufferReplayable): the
+		// client stopped, or stalled past its read timeout.
+		e.counters.clientCanceled.Add(1)
+		writeError(w, http.StatusBadRequest, kindIncompleteBody, "interlock: the request body ended before its Content-Length")
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer and the
 		// backend is not at fault.

@@ -163,15 +163,13 @@ func hangUpBackend(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestFastBodyRetried: on the fast path a body is read before it is sent,
+// TestFastBodyRetried: a body of at most 1 MiB is read before it is sent,
 // so that a retry after a lost connection (an idempotent request) sends all
-// of it again, not what was left of a stream.
+// of it again, not what was left of a stream: the fast path's buffer, and
+// net/http's bufferReplayable.
 func TestFastBodyRetried(t *testing.T) {
 	tbl := tableOf(hostOf("retry.test", routeOf("/", hangUpBackend(t), bodyBackend(t, nil))))
 	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
-		if e.engine != "fasthttp" {
-			continue // net/http's server body cannot be rewound (retry.go)
-		}
 		body := bytes.Repeat([]byte("retry me "), (200<<10)/9)
 		sum := sha256.Sum256(body)
 		for i := range 4 {
@@ -184,36 +182,36 @@ func TestFastBodyRetried(t *testing.T) {
 	}
 }
 
-// TestFastIncompleteBody: a client that stops before its Content-Length
-// is answered 400 and its connection closed, and no backend sees the
-// request.
-func TestFastIncompleteBody(t *testing.T) {
+// TestIncompleteBody: a client that stops before its Content-Length, on a
+// request whose body is read before it is sent (every fast-path body; an
+// idempotent one with net/http), is answered 400 and its connection
+// closed, and no backend sees the request.
+func TestIncompleteBody(t *testing.T) {
 	var hits atomic.Int32
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
-	t.Cleanup(be.Close)
-	tbl := tableOf(hostOf("short.test", routeOf("/", addr(be))))
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
+	be1, be2 := httptest.NewServer(count), httptest.NewServer(count)
+	t.Cleanup(be1.Close)
+	t.Cleanup(be2.Close)
+	tbl := tableOf(hostOf("short.test", routeOf("/", addr(be1), addr(be2))))
 	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
-		if e.engine != "fasthttp" {
-			continue
-		}
 		c, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		// Past the 8 KiB fasthttp reads before the handler runs.
-		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: short.test\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 20000))
+		_, _ = io.WriteString(c, "PUT / HTTP/1.1\r\nHost: short.test\r\nIdempotency-Key: k\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 20000))
 		_ = c.(*net.TCPConn).CloseWrite()
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		answer, _ := io.ReadAll(c)
 		if !strings.HasPrefix(string(answer), "HTTP/1.1 400") || !strings.Contains(string(answer), "X-Interlock-Error: incomplete-body") {
-			t.Errorf("answer to a cut body:\n%s\nwant 400 with X-Interlock-Error: incomplete-body", answer)
+			t.Errorf("%s: answer to a cut body:\n%s\nwant 400 with X-Interlock-Error: incomplete-body", e.engine, answer)
 		}
 		if n := hits.Load(); n != 0 {
-			t.Errorf("the backend got %d requests, want none", n)
+			t.Errorf("%s: the backends got %d requests, want none", e.engine, n)
 		}
 		if got := e.p.Errors().ClientCanceled; got != 1 {
-			t.Errorf("ClientCanceled = %d, want 1", got)
+			t.Errorf("%s: ClientCanceled = %d, want 1", e.engine, got)
 		}
 	}
 }

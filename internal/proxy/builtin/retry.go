@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	var client string
 	if rt.balance == routing.Source {
 		client = clientIP(req.RemoteAddr)
+	}
+	if err := bufferReplayable(req, len(rt.backends)); err != nil {
+		return nil, err
 	}
 	body := trackBody(req)
 	var rec *accessRecord
@@ -232,6 +236,39 @@ func (b *replayBody) finish() {
 		b.closeLocked()
 	}
 }
+
+// replayBuffered is the largest request body bufferReplayable reads into
+// memory: the fasthttp engine's fastBufferedBody.
+const replayBuffered = fastBufferedBody
+
+// bufferReplayable reads the body of an idempotent request with a declared
+// length of at most replayBuffered into memory and gives the request a
+// GetBody, so that a retry after a lost connection sends all of it again,
+// as the fasthttp engine does. A server's request body cannot be rewound
+// otherwise, and such a request would not be retried once its body was
+// sent. Nothing is read when there is no other backend to retry on.
+func bufferReplayable(req *http.Request, backends int) error {
+	if backends < 2 || req.GetBody != nil || req.ContentLength <= 0 || req.ContentLength > replayBuffered || !idempotent(req) {
+		return nil
+	}
+	buf := make([]byte, req.ContentLength)
+	_, err := io.ReadFull(req.Body, buf)
+	req.Body.Close()
+	if err != nil {
+		return &incompleteBodyError{err: err}
+	}
+	req.Body = io.NopCloser(bytes.NewReader(buf))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return nil
+}
+
+// incompleteBodyError is a client that did not send the body it declared.
+type incompleteBodyError struct{ err error }
+
+func (e *incompleteBodyError) Error() string {
+	return "interlock: the request body ended before its Content-Length: " + e.err.Error()
+}
+func (e *incompleteBodyError) Unwrap() error { return e.err }
 
 // trackBody wraps a non-empty request body in a replayBody and returns it;
 // nil for an empty body.
