@@ -63,7 +63,9 @@ type FastOptions struct {
 
 const (
 	// fastMaxHeadBuffer caps the per-connection read buffer, which is
-	// also the request head limit (nginx: 4 x 8 KiB by default).
+	// also the request head limit (nginx: 4 x 8 KiB by default), and is
+	// the read buffer, so the head limit, of backend responses (nginx:
+	// proxy_buffer_size, 4 or 8 KiB; HAProxy: tune.bufsize, 16 KiB).
 	fastMaxHeadBuffer = 64 << 10
 	// fastBufferedBody is the largest body read before the handler runs;
 	// longer ones stream and go to the net/http handler.
@@ -703,8 +705,12 @@ func newFastClient(addr string, k transportKey) *fastClient {
 			fcn.local.c = fcn
 			return fcn, nil
 		},
-		MaxConns:                      fastMaxConns,
-		MaxIdleConnDuration:           k.idle,
+		MaxConns:            fastMaxConns,
+		MaxIdleConnDuration: k.idle,
+		// The response head must fit in the read buffer (fasthttp's
+		// default, 4 KiB, refused a CSP header or a few cookies with a
+		// 502); a request holds one while its answer streams.
+		ReadBufferSize:                fastMaxHeadBuffer,
 		ReadTimeout:                   k.responseHeader,
 		ConnPoolStrategy:              fasthttp.LIFO,
 		NoDefaultUserAgentHeader:      true,

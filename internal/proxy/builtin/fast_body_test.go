@@ -215,3 +215,25 @@ func TestIncompleteBody(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeResponseHead: a backend's answer with 40 KiB of headers (a long
+// Content-Security-Policy, several cookies) reaches the client whole
+// through both engines.
+func TestLargeResponseHead(t *testing.T) {
+	csp := strings.TrimSpace(strings.Repeat("script-src 'sha256-abc' ", 1200)) // 28 KiB
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		for i := range 4 {
+			w.Header().Add("Set-Cookie", fmt.Sprintf("c%d=%s", i, strings.Repeat("v", 3000)))
+		}
+		_, _ = io.WriteString(w, "whole")
+	}))
+	t.Cleanup(be.Close)
+	tbl := tableOf(hostOf("head.test", routeOf("/", addr(be))))
+	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
+		r := do(t, e.client, e.srv, http.MethodGet, "head.test", "/", nil, nil)
+		if r.status != http.StatusOK || r.body != "whole" || r.header.Get("Content-Security-Policy") != csp || len(r.header.Values("Set-Cookie")) != 4 {
+			t.Errorf("%s: %d %q, CSP of %d bytes, %d cookies; want 200 with the backend's whole head", e.engine, r.status, r.body, len(r.header.Get("Content-Security-Policy")), len(r.header.Values("Set-Cookie")))
+		}
+	}
+}
