@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -176,7 +177,7 @@ func TestFastBodyRetried(t *testing.T) {
 			hdr := http.Header{"Idempotency-Key": {fmt.Sprint("k", i)}}
 			r := do(t, e.client, e.srv, http.MethodPost, "retry.test", "/", bytes.NewReader(body), hdr)
 			if r.status != http.StatusOK || r.header.Get("X-Body-Sha256") != hex.EncodeToString(sum[:]) {
-				t.Fatalf("request %d: %d, backend read %s bytes; want 200 and the %d bytes sent", i, r.status, r.header.Get("X-Body-Length"), len(body))
+				t.Fatalf("%s: request %d: %d, backend read %s bytes; want 200 and the %d bytes sent\n%s", e.engine, i, r.status, r.header.Get("X-Body-Length"), len(body), e.logBuf.String())
 			}
 		}
 	}
@@ -234,6 +235,30 @@ func TestLargeResponseHead(t *testing.T) {
 		r := do(t, e.client, e.srv, http.MethodGet, "head.test", "/", nil, nil)
 		if r.status != http.StatusOK || r.body != "whole" || r.header.Get("Content-Security-Policy") != csp || len(r.header.Values("Set-Cookie")) != 4 {
 			t.Errorf("%s: %d %q, CSP of %d bytes, %d cookies; want 200 with the backend's whole head", e.engine, r.status, r.body, len(r.header.Get("Content-Security-Policy")), len(r.header.Values("Set-Cookie")))
+		}
+	}
+}
+
+// TestNoContentTypeAdded: an answer whose backend sent no Content-Type
+// reaches the client without one (net/http would sniff one, fasthttp would
+// default to text/plain), in both engines; one the backend sent is kept.
+func TestNoContentTypeAdded(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/typed" {
+			w.Header().Set("Content-Type", "application/x-thing")
+		} else {
+			w.Header()["Content-Type"] = nil // the test server would sniff too
+		}
+		_, _ = io.WriteString(w, "<html>looks like HTML</html>")
+	}))
+	t.Cleanup(be.Close)
+	tbl := tableOf(hostOf("ct.test", routeOf("/", addr(be))))
+	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
+		for path, want := range map[string][]string{"/untyped": nil, "/typed": {"application/x-thing"}} {
+			r := do(t, e.client, e.srv, http.MethodGet, "ct.test", path, nil, nil)
+			if got := r.header.Values("Content-Type"); r.status != http.StatusOK || !slices.Equal(got, want) {
+				t.Errorf("%s %s: %d with Content-Type %q, want %q", e.engine, path, r.status, got, want)
+			}
 		}
 	}
 }

@@ -125,9 +125,13 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 // does not trust, a malformed answer, or no answer in time from a backend
 // that is alive (ResponseHeaderTimeout). Only the first is a reason to go
 // to another backend.
+//
+// net.ErrClosed is the transport's own close of a connection its reader
+// saw end while the request body was still being written ("readfrom ...
+// use of closed network connection"): the backend hung up mid-request.
 func connectionLost(err error) bool {
 	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.ECONNABORTED,
-		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, net.ErrClosed} {
 		if errors.Is(err, target) {
 			return true
 		}
