@@ -526,6 +526,7 @@ func setForwardedFast(hdr *fasthttp.RequestHeader, client []byte, trusted bool) 
 // without the hop-by-hop headers, and keeps the client connection open
 // whatever the backend said about its own (ReverseProxy does the same).
 func relayHeaders(from, to *fasthttp.ResponseHeader) {
+	from.SetNoDefaultContentType(true) // none sent, none relayed
 	from.CopyTo(to)
 	forEachToken(to.Peek("Connection"), to.DelBytes)
 	for _, k := range [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Upgrade"} {

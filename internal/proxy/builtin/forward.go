@@ -124,6 +124,13 @@ type forwarder struct {
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A present but empty Content-Type keeps net/http from sniffing one
+	// for an answer whose backend sent none: a proxy passes the
+	// backend's headers as they are, as nginx and HAProxy do. The
+	// backend's own, when it sends one, is added to it.
+	if h := w.Header(); h["Content-Type"] == nil {
+		h["Content-Type"] = nil
+	}
 	f.proxy.ServeHTTP(w, r)
 }
 
