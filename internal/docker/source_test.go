@@ -29,14 +29,7 @@ func TestListAndInspectProjectAlike(t *testing.T) {
 		Labels:      map[string]string{"interlock.hostname": "alike"},
 		PublishPort: 8000, ExposePorts: []uint16{9000}, Network: net,
 	})
-	cli, err := NewClient(Endpoint{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		t.Fatal(err)
-	}
+	cli := engineClient(t)
 	st := newState()
 	if err := st.listAll(ctx, cli); err != nil {
 		t.Fatal(err)
@@ -80,6 +73,20 @@ func TestListAndInspectProjectAlike(t *testing.T) {
 	}
 }
 
+// engineClient is a client of the test engine, its API version agreed.
+func engineClient(t *testing.T) *client.Client {
+	t.Helper()
+	cli, err := NewClient(Endpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	if _, err := cli.Ping(context.Background(), client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
 // Containers created one after the other, within a second, as "docker
 // compose up --scale" does, list in the order they were created: a list's
 // whole seconds would leave their random IDs to decide which one defines
@@ -89,14 +96,7 @@ func TestListKeepsCreationOrder(t *testing.T) {
 	ctx := context.Background()
 	first := e.Run(t, testenv.ContainerSpec{Labels: map[string]string{"interlock.hostname": "first"}})
 	second := e.Run(t, testenv.ContainerSpec{Labels: map[string]string{"interlock.hostname": "second"}})
-	cli, err := NewClient(Endpoint{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		t.Fatal(err)
-	}
+	cli := engineClient(t)
 	st := newState()
 	if err := st.listAll(ctx, cli); err != nil {
 		t.Fatal(err)

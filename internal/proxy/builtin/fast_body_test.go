@@ -140,36 +140,12 @@ func TestMultipartBodyUntouched(t *testing.T) {
 	}
 }
 
-// hangUpBackend reads a little of each request and closes the connection
-// without an answer: a backend whose connection is lost mid-request.
-func hangUpBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = c.Read(make([]byte, 4096))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // TestFastBodyRetried: a body of at most 1 MiB is read before it is sent,
 // so that a retry after a lost connection (an idempotent request) sends all
 // of it again, not what was left of a stream: the fast path's buffer, and
 // net/http's bufferReplayable.
 func TestFastBodyRetried(t *testing.T) {
-	tbl := tableOf(hostOf("retry.test", routeOf("/", hangUpBackend(t), bodyBackend(t, nil))))
+	tbl := tableOf(hostOf("retry.test", routeOf("/", hangUpBackend(t, false), bodyBackend(t, nil))))
 	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
 		body := bytes.Repeat([]byte("retry me "), (200<<10)/9)
 		sum := sha256.Sum256(body)

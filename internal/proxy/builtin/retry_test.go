@@ -466,10 +466,10 @@ func TestBackendTLS(t *testing.T) {
 	}
 }
 
-// resettingBackend accepts connections, reads the request and resets the
-// connection without answering: a backend that died with the request on
-// its socket.
-func resettingBackend(t *testing.T) string {
+// hangUpBackend accepts connections, reads a little of the request and
+// closes the connection without answering: a backend that died with the
+// request on its socket. reset sends an RST, else a FIN.
+func hangUpBackend(t *testing.T, reset bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -484,7 +484,9 @@ func resettingBackend(t *testing.T) string {
 			}
 			go func() {
 				_, _ = c.Read(make([]byte, 4096))
-				_ = c.(*net.TCPConn).SetLinger(0) // RST, not FIN
+				if reset {
+					_ = c.(*net.TCPConn).SetLinger(0) // RST, not FIN
+				}
 				c.Close()
 			}()
 		}
@@ -496,7 +498,7 @@ func resettingBackend(t *testing.T) string {
 // whose backend resets it before answering is served by another backend
 // and the dead one is ejected; a POST is not replayed (502).
 func TestLostConnectionRetriedForIdempotent(t *testing.T) {
-	dead, live := resettingBackend(t), newBackend(t, "live")
+	dead, live := hangUpBackend(t, true), newBackend(t, "live")
 	p := newTestProxy(t, Options{}, nil)
 	// Source balancing with one client picks one backend first every time;
 	// two routes in either order cover "dead first".
