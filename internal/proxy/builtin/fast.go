@@ -367,7 +367,7 @@ func (s *FastServer) forward(ctx *fasthttp.RequestCtx, h *host, rt *route, uri [
 		lastErr, last = err, b
 		b.state.failures.Add(1)
 		var de *dialError
-		dialFailed := errors.As(err, &de)
+		dialFailed := errors.As(err, &de) || errors.Is(err, errStaleConn) // nothing was sent
 		if !dialFailed && (!idempotentFast(hdr) || !connectionLostFast(err)) {
 			break
 		}
@@ -695,7 +695,8 @@ func (fc *fastClients) clientsFor(p *Proxy, rt *route) []*fastClient {
 
 func newFastClient(addr string, k transportKey) *fastClient {
 	d := newDialer(k.connect)
-	return &fastClient{headerTimeout: k.responseHeader, client: &fasthttp.HostClient{
+	fc := &fastClient{headerTimeout: k.responseHeader}
+	fc.client = &fasthttp.HostClient{
 		Addr: addr,
 		Dial: func(addr string) (net.Conn, error) {
 			c, err := d.DialContext(context.Background(), "tcp", addr)
@@ -723,9 +724,17 @@ func newFastClient(addr string, k transportKey) *fastClient {
 		// everything else is the retry loop's.
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+			if errors.Is(err, errStaleConn) {
+				// Nothing was sent. The connections that idled
+				// longer are likely closed too: the next attempt
+				// dials.
+				fc.client.CloseIdleConnections()
+				return false, true
+			}
 			return false, errors.Is(err, fasthttp.ErrConnectionClosed) && idempotentFast(&req.Header)
 		},
-	}}
+	}
+	return fc
 }
 
 // retain drops the clients no route of t uses and closes their idle
@@ -770,7 +779,25 @@ func (fc *fastClients) closeIdle() {
 type fastConn struct {
 	net.Conn
 	local connAddr
+	// answered is set once a response was read on the connection, and
+	// lastRead is when: the next request's first Write checks that the
+	// backend has not closed it meanwhile (peerClosed).
+	answered, checkNext bool
+	lastRead            time.Time
 }
+
+// fastStaleAfter is how long a kept-alive backend connection may idle
+// before a request's first Write checks that the backend still has it
+// open. Backends close idle connections after their own keep-alive
+// timeout (gunicorn 2 s, Node.js 5 s), and fasthttp's pool notices only
+// when a request fails on one: a POST there was a 502, since it may not be
+// sent twice, about every other time.
+const fastStaleAfter = 100 * time.Millisecond
+
+// errStaleConn is a pooled backend connection the backend had closed,
+// found before anything was written: any request may go again on a new
+// one.
+var errStaleConn = errors.New("kept-alive backend connection closed by the backend while idle")
 
 type connAddr struct {
 	net.Addr
@@ -792,10 +819,22 @@ func (c *fastConn) LocalAddr() net.Addr {
 // on the net/http engine (DESIGN.md invariant 7).
 func (c *fastConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered, c.checkNext, c.lastRead = true, true, time.Now()
+	}
 	return n, lostConn(err)
 }
 
+// Write also refuses, with errStaleConn and before writing anything, the
+// first write of a request on a connection that idled past fastStaleAfter
+// and that the backend has closed meanwhile.
 func (c *fastConn) Write(p []byte) (int, error) {
+	if c.checkNext {
+		c.checkNext = false
+		if c.answered && time.Since(c.lastRead) > fastStaleAfter && peerClosed(c.Conn) {
+			return 0, errStaleConn
+		}
+	}
 	n, err := c.Conn.Write(p)
 	return n, lostConn(err)
 }

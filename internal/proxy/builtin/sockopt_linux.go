@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"net"
 	"syscall"
 	"time"
 
@@ -25,4 +26,27 @@ func setUserTimeout(d time.Duration) func(network, address string, c syscall.Raw
 		}
 		return serr
 	}
+}
+
+// peerClosed reports whether the peer of an idle connection has closed or
+// reset it, or sent something unasked (the connection is out of step
+// then): one non-blocking peek at the socket, nothing consumed. A
+// connection that cannot be asked counts as open.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	closed := false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = n > 0 || (n == 0 && err == nil) || (err != nil && err != unix.EAGAIN && err != unix.EINTR)
+		return true // never wait for readiness
+	})
+	return closed
 }
