@@ -63,10 +63,13 @@ type FastOptions struct {
 
 const (
 	// fastMaxHeadBuffer caps the per-connection read buffer, which is
-	// also the request head limit (nginx: 4 x 8 KiB by default), and is
-	// the read buffer, so the head limit, of backend responses (nginx:
-	// proxy_buffer_size, 4 or 8 KiB; HAProxy: tune.bufsize, 16 KiB).
+	// also the request head limit (nginx: 4 x 8 KiB by default).
 	fastMaxHeadBuffer = 64 << 10
+	// fastResponseBuffer is the read buffer of a backend answer, so its
+	// head limit (nginx: proxy_buffer_size, 4 or 8 KiB; HAProxy:
+	// tune.bufsize, 16 KiB). A request holds one while its answer streams,
+	// an event stream for as long as it lasts: 10,000 of them hold 160 MiB.
+	fastResponseBuffer = 16 << 10
 	// fastBufferedBody is the largest body read before the handler runs;
 	// longer ones stream and go to the net/http handler.
 	fastBufferedBody = 1 << 20
@@ -711,8 +714,8 @@ func newFastClient(addr string, k transportKey) *fastClient {
 		MaxIdleConnDuration: k.idle,
 		// The response head must fit in the read buffer (fasthttp's
 		// default, 4 KiB, refused a CSP header or a few cookies with a
-		// 502); a request holds one while its answer streams.
-		ReadBufferSize:                fastMaxHeadBuffer,
+		// 502).
+		ReadBufferSize:                fastResponseBuffer,
 		ReadTimeout:                   k.responseHeader,
 		ConnPoolStrategy:              fasthttp.LIFO,
 		NoDefaultUserAgentHeader:      true,

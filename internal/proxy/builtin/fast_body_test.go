@@ -194,15 +194,15 @@ func TestIncompleteBody(t *testing.T) {
 	}
 }
 
-// TestLargeResponseHead: a backend's answer with 40 KiB of headers (a long
+// TestLargeResponseHead: a backend's answer with 12 KiB of headers (a long
 // Content-Security-Policy, several cookies) reaches the client whole
 // through both engines.
 func TestLargeResponseHead(t *testing.T) {
-	csp := strings.TrimSpace(strings.Repeat("script-src 'sha256-abc' ", 1200)) // 28 KiB
+	csp := strings.TrimSpace(strings.Repeat("script-src 'sha256-abc' ", 300)) // 7 KiB
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", csp)
 		for i := range 4 {
-			w.Header().Add("Set-Cookie", fmt.Sprintf("c%d=%s", i, strings.Repeat("v", 3000)))
+			w.Header().Add("Set-Cookie", fmt.Sprintf("c%d=%s", i, strings.Repeat("v", 1200)))
 		}
 		_, _ = io.WriteString(w, "whole")
 	}))
