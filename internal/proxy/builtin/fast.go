@@ -63,8 +63,10 @@ type FastOptions struct {
 
 const (
 	// fastMaxHeadBuffer caps the per-connection read buffer, which is
-	// also the request head limit (nginx: 4 x 8 KiB by default).
-	fastMaxHeadBuffer = 64 << 10
+	// also the request head limit (nginx: 4 x 8 KiB by default). Every
+	// open client connection holds one, idle ones too: fasthttp keeps it
+	// when request bodies stream.
+	fastMaxHeadBuffer = 32 << 10
 	// fastResponseBuffer is the read buffer of a backend answer, so its
 	// head limit (nginx: proxy_buffer_size, 4 or 8 KiB; HAProxy:
 	// tune.bufsize, 16 KiB). A request holds one while its answer streams,
