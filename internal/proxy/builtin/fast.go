@@ -784,11 +784,11 @@ func (fc *fastClients) closeIdle() {
 type fastConn struct {
 	net.Conn
 	local connAddr
-	// answered is set once a response was read on the connection, and
-	// lastRead is when: the next request's first Write checks that the
-	// backend has not closed it meanwhile (peerClosed).
-	answered, checkNext bool
-	lastRead            time.Time
+	// checkNext is set by a read of a response, at lastRead: the next
+	// request's first Write checks that the backend has not closed the
+	// connection meanwhile (peerClosed).
+	checkNext bool
+	lastRead  time.Time
 }
 
 // fastStaleAfter is how long a kept-alive backend connection may idle
@@ -825,7 +825,7 @@ func (c *fastConn) LocalAddr() net.Addr {
 func (c *fastConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.answered, c.checkNext, c.lastRead = true, true, time.Now()
+		c.checkNext, c.lastRead = true, time.Now()
 	}
 	return n, lostConn(err)
 }
@@ -836,7 +836,7 @@ func (c *fastConn) Read(p []byte) (int, error) {
 func (c *fastConn) Write(p []byte) (int, error) {
 	if c.checkNext {
 		c.checkNext = false
-		if c.answered && time.Since(c.lastRead) > fastStaleAfter && peerClosed(c.Conn) {
+		if time.Since(c.lastRead) > fastStaleAfter && peerClosed(c.Conn) {
 			return 0, errStaleConn
 		}
 	}
