@@ -256,27 +256,24 @@ func TestBackendClosedIdleConnections(t *testing.T) {
 	t.Cleanup(be.Close)
 	tbl := tableOf(hostOf("idle.test", routeOf("/", addr(be))))
 	for _, e := range newEndpoints(t, Options{}, tbl, 0) {
-		failed := 0
+		var failed atomic.Int32
 		for range 3 {
 			var wg sync.WaitGroup
-			var mu sync.Mutex
 			for range 4 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					r, err := fetch(e.client, e.srv, http.MethodPost, "idle.test", "/", strings.NewReader("payload"), nil)
 					if err != nil || r.status != http.StatusOK {
-						mu.Lock()
-						failed++
-						mu.Unlock()
+						failed.Add(1)
 					}
 				}()
 			}
 			wg.Wait()
 			time.Sleep(400 * time.Millisecond) // the backend closes its idle connections
 		}
-		if failed > 0 {
-			t.Errorf("%s: %d of 12 POSTs failed on connections the backend had closed while idle", e.engine, failed)
+		if n := failed.Load(); n > 0 {
+			t.Errorf("%s: %d of 12 POSTs failed on connections the backend had closed while idle", e.engine, n)
 		}
 	}
 }
