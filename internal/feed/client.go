@@ -218,11 +218,13 @@ func (c *Client) Run(ctx context.Context, apply func(routing.Table)) error {
 			}
 		}
 		if v := TableVersion(snap.Version); v != applied {
-			apply(snap.Table)
-			applied = v
+			// Counted as it is handed over, so that whoever sees the
+			// table applied sees it counted too.
 			c.mu.Lock()
 			c.status.Updates++
 			c.mu.Unlock()
+			apply(snap.Table)
+			applied = v
 		}
 	}
 	return nil
