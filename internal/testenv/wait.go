@@ -11,14 +11,21 @@ import (
 const pollInterval = 50 * time.Millisecond
 
 // WaitFor calls cond every 50ms until it returns nil. When timeout passes
-// first (or the test's context ends), it fails the test with what and the
-// last error cond returned.
+// first (or the test's context ends while it waits), it fails the test with
+// what and the last error cond returned.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	// The test's context ends just before its cleanups run: a WaitFor
+	// called from one (removing a network a container still holds) waits
+	// out its timeout instead of failing at the first try.
+	ended := t.Context().Done()
+	if t.Context().Err() != nil {
+		ended = nil
+	}
 	for {
 		err := cond()
 		if err == nil {
@@ -27,7 +34,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 		select {
 		case <-deadline.C:
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		case <-t.Context().Done():
+		case <-ended:
 			t.Fatalf("test ended while waiting for %s: %v", what, err)
 		case <-tick.C:
 		}
