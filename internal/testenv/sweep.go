@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -85,6 +87,14 @@ func (e *Env) sweep(ctx context.Context, label string, remove func(map[string]st
 			continue
 		}
 		if _, err := e.Client.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			if e.leakedEndpoint(ctx, n.ID, err) {
+				// The engine keeps an endpoint of a container it has
+				// removed (seen with dockerd 20.10): no run can remove
+				// the network, and failing every test for it helps
+				// no one.
+				fmt.Fprintf(os.Stderr, "testenv: network %s is held by an endpoint of no container, which the engine leaked; left in place (restarting dockerd removes it)\n", n.Name)
+				continue
+			}
 			errs = append(errs, fmt.Errorf("sweep: remove network %s: %w", n.Name, err))
 		}
 	}
@@ -113,4 +123,15 @@ func processAlive(pid int) bool {
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// leakedEndpoint reports whether err, from removing network id, is the
+// engine refusing for active endpoints while the network lists no
+// container at all.
+func (e *Env) leakedEndpoint(ctx context.Context, id string, err error) bool {
+	if !strings.Contains(err.Error(), "has active endpoints") {
+		return false
+	}
+	res, ierr := e.Client.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	return ierr == nil && len(res.Network.Containers) == 0
 }
